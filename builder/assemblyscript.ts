@@ -1,0 +1,96 @@
+// The AssemblyScript toolchain: asc through its API, reading only files inside the repository
+// checkout and writing only to memory. Compiler diagnostics come back as file:line:col.
+
+import { readFileSync, realpathSync } from "node:fs";
+import path from "node:path";
+import asc from "assemblyscript/asc";
+import { type ErrorDetail, edgeError } from "../lib/errors.ts";
+
+export const ascVersion: string = asc.version;
+
+export interface AscInput {
+  /** Absolute path of the repository checkout; nothing outside it is read. */
+  repoDir: string;
+  /** The function's source directory, relative to repoDir. */
+  sourceDir: string;
+  /** Entry file inside sourceDir. */
+  entry: string;
+  memoryPages: number;
+}
+
+export async function compileAssemblyScript(input: AscInput): Promise<Uint8Array> {
+  const root = realpathSync(input.repoDir);
+  const baseDir = path.join(root, input.sourceDir);
+  const sources = new Map<string, string>();
+  let binary: Uint8Array | null = null;
+  const errors: ErrorDetail[] = [];
+
+  const readInside = (filename: string, dir: string): string | null => {
+    const abs = path.resolve(dir, filename);
+    try {
+      const real = realpathSync(abs);
+      if (real !== root && !real.startsWith(root + path.sep)) return null; // outside the checkout
+      const text = readFileSync(real, "utf8");
+      sources.set(path.relative(baseDir, abs), text);
+      return text;
+    } catch {
+      return null;
+    }
+  };
+
+  const result = await asc.main(
+    [
+      input.entry,
+      "--baseDir",
+      baseDir,
+      "--outFile",
+      "module.wasm",
+      "--optimize",
+      "--runtime",
+      "incremental",
+      "--exportStart",
+      "_initialize",
+      "--use",
+      "abort=",
+      "--maximumMemory",
+      String(input.memoryPages),
+      "--noColors",
+    ],
+    {
+      readFile: readInside,
+      writeFile: (name, contents) => {
+        if (name.endsWith(".wasm") && typeof contents !== "string") binary = contents;
+      },
+      listFiles: () => [],
+      reportDiagnostic: (d) => {
+        if (d.category !== 3) return; // errors only; warnings do not fail a build
+        const file = d.range?.source.normalizedPath ?? input.entry;
+        const where = d.range ? locate(sources.get(file), file, d.range.start) : file;
+        errors.push({ where: path.posix.join(input.sourceDir, where), message: `AS${d.code}: ${d.message}` });
+      },
+    },
+  );
+  if (errors.length > 0 || result.error) {
+    const first = errors[0];
+    throw edgeError(
+      "EDGE_ERR_BUILD_COMPILE",
+      first ? `${first.where}: ${first.message}` : `asc failed: ${result.error?.message ?? "unknown error"}`,
+      errors.length ? errors : [{ message: String(result.error?.message) }],
+    );
+  }
+  if (!binary) throw edgeError("EDGE_ERR_BUILD_COMPILE", "asc produced no module");
+  return binary;
+}
+
+function locate(text: string | undefined, file: string, offset: number): string {
+  if (text === undefined) return file;
+  let line = 1;
+  let lineStart = 0;
+  for (let i = 0; i < offset && i < text.length; i++) {
+    if (text.charCodeAt(i) === 10) {
+      line++;
+      lineStart = i + 1;
+    }
+  }
+  return `${file}:${line}:${offset - lineStart + 1}`;
+}

@@ -1,0 +1,120 @@
+// Control-plane configuration in three steps: ControlPlaneOptions (what a person writes, with
+// units), defaults applied, compiled (numbers in ms/bytes, resolved paths). docs/configuration.md
+// lists every option with its default; keep the two in step.
+
+import path from "node:path";
+import { edgeError } from "../lib/errors.ts";
+import { parseSize } from "../lib/units.ts";
+
+export interface ProjectRegistration {
+  /** Project name; must equal metadata.name of the repo's Project document when it has one. */
+  name: string;
+  /** Clone URL or local path of the repository (source "git"), or the directory (source "directory"). */
+  repo: string;
+  /** "git" (default): reconcile commits of `branch`. "directory": read `repo` as a plain directory. */
+  source?: "git" | "directory";
+  /** "owner/name" as GitHub webhooks name the repository; webhooks are matched on it. */
+  fullName?: string;
+  /** Production branch. Default "main". */
+  branch?: string;
+  /** Secret for X-Hub-Signature-256. Webhooks for a project without one are refused. */
+  webhookSecret?: string;
+}
+
+export interface ControlPlaneOptions {
+  /** Directory for embedded state: PGlite data, artifacts, git working trees. Default ".edgeplane". */
+  dataDir?: string;
+  /** PostgreSQL connection string. Default: none, i.e. embedded PGlite in {dataDir}/pglite. */
+  databaseUrl?: string;
+  /** Schema to use inside that database (tests use one each). Default: the server's search_path. */
+  databaseSchema?: string;
+  /** Local artifact directory. Default {dataDir}/artifacts. */
+  artifactsDir?: string;
+  /** HTTP API and webhook listener. Default 127.0.0.1:8081 (port 0 = any free port). */
+  httpHost?: string;
+  httpPort?: number;
+  /** gRPC control listener for runners. Default 127.0.0.1:50051. */
+  grpcHost?: string;
+  grpcPort?: number;
+  /** Allow plaintext gRPC on a non-loopback address (mTLS arrives with the protocol issue). Default false. */
+  insecure?: boolean;
+  /** Base URL runners use to reach this control plane's HTTP listener. Default http://{httpHost}:{port}. */
+  publicUrl?: string;
+  /** Largest webhook body accepted. Default "5MiB" (413 above). */
+  maxWebhookBytes?: string | number;
+  /** Registered projects. */
+  projects?: ProjectRegistration[];
+}
+
+export interface CompiledProject {
+  name: string;
+  repo: string;
+  source: "git" | "directory";
+  fullName: string | null;
+  branch: string;
+  webhookSecret: string | null;
+}
+
+export interface CompiledControlPlaneOptions {
+  dataDir: string;
+  databaseUrl: string | null;
+  databaseSchema: string | null;
+  artifactsDir: string;
+  httpHost: string;
+  httpPort: number;
+  grpcHost: string;
+  grpcPort: number;
+  insecure: boolean;
+  publicUrl: string | null;
+  maxWebhookBytes: number;
+  projects: CompiledProject[];
+}
+
+const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
+
+export function compileControlPlaneOptions(o: ControlPlaneOptions): CompiledControlPlaneOptions {
+  const dataDir = path.resolve(o.dataDir ?? ".edgeplane");
+  const grpcHost = o.grpcHost ?? "127.0.0.1";
+  const insecure = o.insecure ?? false;
+  if (!LOOPBACK.has(grpcHost) && !insecure) {
+    throw edgeError(
+      "EDGE_ERR_CONFIG_INVALID",
+      `grpcHost ${grpcHost}: plaintext gRPC is only served on loopback unless insecure is set (mTLS is not implemented yet)`,
+    );
+  }
+  const names = new Set<string>();
+  const projects = (o.projects ?? []).map((p, i): CompiledProject => {
+    if (!p.name || !/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(p.name)) {
+      throw edgeError(
+        "EDGE_ERR_CONFIG_INVALID",
+        `projects[${i}].name: expected a DNS label, got ${JSON.stringify(p.name)}`,
+      );
+    }
+    if (names.has(p.name))
+      throw edgeError("EDGE_ERR_CONFIG_INVALID", `projects[${i}].name: "${p.name}" is registered twice`);
+    names.add(p.name);
+    if (!p.repo) throw edgeError("EDGE_ERR_CONFIG_INVALID", `projects[${i}].repo is required`);
+    return {
+      name: p.name,
+      repo: p.repo,
+      source: p.source ?? "git",
+      fullName: p.fullName ?? null,
+      branch: p.branch ?? "main",
+      webhookSecret: p.webhookSecret ?? null,
+    };
+  });
+  return {
+    dataDir,
+    databaseUrl: o.databaseUrl ?? null,
+    databaseSchema: o.databaseSchema ?? null,
+    artifactsDir: path.resolve(o.artifactsDir ?? path.join(dataDir, "artifacts")),
+    httpHost: o.httpHost ?? "127.0.0.1",
+    httpPort: o.httpPort ?? 8081,
+    grpcHost,
+    grpcPort: o.grpcPort ?? 50051,
+    insecure,
+    publicUrl: o.publicUrl ?? null,
+    maxWebhookBytes: parseSize(o.maxWebhookBytes ?? "5MiB", "maxWebhookBytes"),
+    projects,
+  };
+}

@@ -1,0 +1,140 @@
+// The node registry and what each node must serve. A node's desired state is computed from
+// the database on demand (level-triggered): every active deployment whose placement matches
+// the node's labels, with its routes, tagged with the newest outbox id as the generation.
+
+import type { DesiredState, FunctionSpec, RouteSpec } from "../proto/index.ts";
+import type { Db } from "./db.ts";
+import { matchesSelector } from "./selector.ts";
+
+export interface NodeHello {
+  nodeId: string;
+  pop: string;
+  labels: Record<string, string>;
+  ip: string;
+  httpAddress: string;
+}
+
+export async function upsertNode(db: Db, n: NodeHello): Promise<void> {
+  await db.query(
+    `INSERT INTO nodes (id, pop_id, ip, http_address, last_heartbeat, status, metadata)
+     VALUES ($1, $2, $3, $4, now(), 'online', $5)
+     ON CONFLICT (id) DO UPDATE SET pop_id = $2, ip = $3, http_address = $4, last_heartbeat = now(), status = 'online',
+       metadata = $5, updated_at = now()`,
+    [n.nodeId, n.pop, n.ip, n.httpAddress, JSON.stringify({ labels: n.labels })],
+  );
+}
+
+export async function markNode(db: Db, nodeId: string, status: "online" | "offline"): Promise<void> {
+  await db.query("UPDATE nodes SET status = $2, updated_at = now() WHERE id = $1", [nodeId, status]);
+}
+
+export async function touchNode(db: Db, nodeId: string): Promise<void> {
+  await db.query(
+    "UPDATE nodes SET last_heartbeat = now(), status = 'online', updated_at = now() WHERE id = $1",
+    [nodeId],
+  );
+}
+
+export interface AckResult {
+  function_id: string;
+  version: string;
+  status: string;
+  message: string;
+}
+
+/** Records a node's ack: its generation, its per-function results, and the deployments they settle. */
+export async function recordAck(
+  db: Db,
+  nodeId: string,
+  generation: number,
+  results: AckResult[],
+): Promise<void> {
+  await db.transaction(async (tx) => {
+    await tx.query(
+      "UPDATE nodes SET acked_generation = GREATEST(acked_generation, $2), updated_at = now() WHERE id = $1",
+      [nodeId, generation],
+    );
+    await tx.query("DELETE FROM node_inventory WHERE node_id = $1", [nodeId]);
+    for (const r of results) {
+      await tx.query(
+        `INSERT INTO node_inventory (node_id, function_id, version, status, message) VALUES ($1, $2, $3, $4, $5)`,
+        [nodeId, r.function_id, r.version, r.status, r.message],
+      );
+      await tx.query(
+        `UPDATE deployments SET status = $2, updated_at = now() WHERE function_id = $1 AND active AND status IN ('pending', 'in_progress')`,
+        [r.function_id, r.status === "OK" ? "completed" : "failed"],
+      );
+    }
+  });
+}
+
+export async function currentGeneration(db: Db): Promise<number> {
+  const [row] = await db.query<{ g: number | null }>("SELECT max(id) AS g FROM outbox");
+  return Number(row?.g ?? 0);
+}
+
+interface ActiveRow {
+  function_id: string;
+  name: string;
+  version: number;
+  project: string;
+  artifact_key: string;
+  sha256: string;
+  abi: "edge-v1" | "wagi";
+  memory_pages: number;
+  max_execution_ms: number;
+  max_request_bytes: number;
+  max_instances: number;
+  env: Record<string, string>;
+  pop_selector: string;
+}
+
+/** The full desired state of a node with these labels (its POP included as label "pop"). */
+export async function desiredStateFor(
+  db: Db,
+  labels: Record<string, string>,
+  artifactUrl: (key: string) => Promise<string>,
+): Promise<DesiredState> {
+  const generation = await currentGeneration(db);
+  const rows = await db.query<ActiveRow>(
+    `SELECT f.id AS function_id, f.name, f.version, p.name AS project, f.artifact_key, f.sha256, f.abi, f.memory_pages,
+            f.max_execution_ms, f.max_request_bytes, f.max_instances, f.env, f.pop_selector
+       FROM deployments d JOIN functions f ON f.id = d.function_id JOIN projects p ON p.id = d.project_id
+      WHERE d.active ORDER BY p.name, f.name`,
+  );
+  const placed = rows.filter((r) => matchesSelector(r.pop_selector, labels));
+  const functions: FunctionSpec[] = await Promise.all(
+    placed.map(async (r) => ({
+      function_id: r.function_id,
+      name: r.name,
+      version: String(r.version),
+      project: r.project,
+      artifact_url: await artifactUrl(r.artifact_key),
+      sha256: r.sha256.trim(),
+      abi: r.abi,
+      memory_pages: r.memory_pages,
+      max_execution_ms: r.max_execution_ms,
+      max_request_bytes: r.max_request_bytes,
+      max_instances: r.max_instances,
+      env: r.env,
+    })),
+  );
+  const ids = new Set(functions.map((f) => f.function_id));
+  const routeRows = await db.query<{
+    host: string;
+    path: string;
+    methods: string;
+    priority: number;
+    function_id: string;
+  }>("SELECT host, path, methods, priority, function_id FROM routes ORDER BY host, path, priority");
+  const routes: RouteSpec[] = routeRows
+    .filter((r) => ids.has(r.function_id))
+    .map((r) => ({
+      host: r.host,
+      path: r.path,
+      methods: r.methods ? r.methods.split(",") : [],
+      priority: r.priority,
+      function_id: r.function_id,
+    }));
+  return { generation: String(generation), functions, routes };
+}

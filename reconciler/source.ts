@@ -1,0 +1,79 @@
+// Where a project's manifests and function sources come from. A GitSource fetches a commit of
+// the registered repository (the clone URL comes from the registration, never from a webhook
+// payload) into the project's own working tree; a DirectorySource reads a plain directory,
+// which is what `edgectl serve example-repo` uses.
+
+import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import { simpleGit } from "simple-git";
+import { hashSourceTree } from "../builder/index.ts";
+import { edgeError } from "../lib/errors.ts";
+
+export interface Checkout {
+  /** Absolute directory holding the commit's files. */
+  dir: string;
+  /** The commit sha (or, for a directory, "dir-" + a content hash). */
+  commit: string;
+}
+
+export interface ProjectSource {
+  readonly kind: "git" | "directory";
+  /** Checks out `commit`, or the branch head when null. */
+  checkout(commit: string | null): Promise<Checkout>;
+}
+
+const SHA = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
+
+export class GitSource implements ProjectSource {
+  readonly kind = "git";
+
+  constructor(
+    readonly repoUrl: string,
+    readonly branch: string,
+    /** This project's own working tree under the data directory. */
+    readonly workDir: string,
+  ) {}
+
+  async checkout(commit: string | null): Promise<Checkout> {
+    if (commit !== null && !SHA.test(commit)) {
+      throw edgeError("EDGE_ERR_GIT_FETCH", `"${commit}" is not a commit sha`);
+    }
+    try {
+      if (!existsSync(path.join(this.workDir, ".git"))) {
+        await mkdir(path.dirname(this.workDir), { recursive: true });
+        await simpleGit().clone(this.repoUrl, this.workDir, ["--no-checkout", "--quiet"]);
+      }
+      const git = simpleGit(this.workDir);
+      await git.fetch(["--quiet", "--prune", "--force", "origin", "+refs/heads/*:refs/remotes/origin/*"]);
+      const target = commit ?? `refs/remotes/origin/${this.branch}`;
+      const sha = (await git.revparse([`${target}^{commit}`])).trim();
+      await git.raw(["checkout", "--quiet", "--force", "--detach", sha]);
+      await git.raw(["clean", "-ffdxq"]);
+      return { dir: path.resolve(this.workDir), commit: sha };
+    } catch (err) {
+      if ((err as { code?: string }).code === "EDGE_ERR_GIT_FETCH") throw err;
+      const why =
+        String((err as Error).message)
+          .split("\n")
+          .filter(Boolean)
+          .slice(-1)[0] ?? "unknown error";
+      throw edgeError(
+        "EDGE_ERR_GIT_FETCH",
+        `could not fetch ${commit ?? this.branch} from the project's repository: ${why}`,
+        undefined,
+        err,
+      );
+    }
+  }
+}
+
+export class DirectorySource implements ProjectSource {
+  readonly kind = "directory";
+  constructor(readonly dir: string) {}
+
+  async checkout(): Promise<Checkout> {
+    const dir = path.resolve(this.dir);
+    return { dir, commit: `dir-${(await hashSourceTree(dir)).slice(0, 12)}` };
+  }
+}

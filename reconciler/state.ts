@@ -1,0 +1,288 @@
+// Stored state of a project's functions, routes and deployments: reading it for plan(), and
+// applying a plan in exactly one transaction together with its audit rows, the outbox row
+// that bumps the runners' generation, and the reconciliation's result.
+
+import { audit } from "./audit.ts";
+import type { Db, Queryable } from "./db.ts";
+import {
+  type Change,
+  type DesiredFunction,
+  normalizeRoutes,
+  type Plan,
+  type PlannedRoute,
+  type StoredFunction,
+} from "./plan.ts";
+
+/** Everything about a desired function that a new version row records. */
+export interface DesiredFunctionDetail extends DesiredFunction {
+  runtime: string;
+  abi: string;
+  language: string;
+  entrypoint: string;
+  sourcePath: string;
+  memoryPages: number;
+  maxExecutionMs: number;
+  maxRequestBytes: number;
+  maxInstances: number;
+  env: Record<string, string>;
+  capabilities: Record<string, boolean>;
+  labels: Record<string, string>;
+  popSelector: string;
+}
+
+export interface BuiltArtifact {
+  functionId: string;
+  version: number;
+  artifactKey: string;
+  sha256: string;
+  size: number;
+}
+
+export interface StoredState {
+  functions: StoredFunction[];
+  /** Highest version ever given to each name, deleted ones included: versions are never reused. */
+  maxVersion: Map<string, number>;
+}
+
+export async function loadStoredState(q: Queryable, projectId: string): Promise<StoredState> {
+  const rows = await q.query<{
+    name: string;
+    id: string;
+    version: number;
+    source_hash: string;
+    config_hash: string;
+  }>(
+    `SELECT f.name, f.id, f.version, f.source_hash, f.config_hash
+       FROM deployments d JOIN functions f ON f.id = d.function_id
+      WHERE d.project_id = $1 AND d.active ORDER BY f.name`,
+    [projectId],
+  );
+  const routeRows = await q.query<{ function_name: string } & PlannedRoute>(
+    "SELECT function_name, host, path, methods, priority FROM routes WHERE project_id = $1",
+    [projectId],
+  );
+  const versions = await q.query<{ name: string; max: number }>(
+    "SELECT name, max(version) AS max FROM functions WHERE project_id = $1 GROUP BY name",
+    [projectId],
+  );
+  const routesOf = (name: string) =>
+    normalizeRoutes(
+      routeRows
+        .filter((r) => r.function_name === name)
+        .map((r) => ({ host: r.host, path: r.path, methods: r.methods, priority: r.priority })),
+    );
+  return {
+    functions: rows.map((r) => ({
+      name: r.name,
+      functionId: r.id,
+      version: r.version,
+      sourceHash: r.source_hash.trim(),
+      configHash: r.config_hash.trim(),
+      routes: routesOf(r.name),
+    })),
+    maxVersion: new Map(versions.map((v) => [v.name, Number(v.max)])),
+  };
+}
+
+export interface ApplyInput {
+  projectId: string;
+  reconciliationId: string;
+  commitSha: string | null;
+  trigger: string;
+  actor: string;
+  plan: Plan;
+  /** The function ids active when the plan was made; apply refuses if another writer moved them. */
+  basedOn: string[];
+  desired: Map<string, DesiredFunctionDetail>;
+  builds: Map<string, BuiltArtifact>;
+  result: Record<string, unknown>;
+  durationMs: number;
+}
+
+export class StaleStateError extends Error {}
+
+/** Applies a plan atomically; returns the new generation (outbox id) or null if nothing changed. */
+export async function applyPlan(db: Db, input: ApplyInput): Promise<number | null> {
+  return db.transaction(async (tx) => {
+    // One writer per project at a time, across control-plane replicas.
+    await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [input.projectId]);
+    const current = (
+      await tx.query<{ function_id: string }>(
+        "SELECT function_id FROM deployments WHERE project_id = $1 AND active",
+        [input.projectId],
+      )
+    )
+      .map((r) => r.function_id)
+      .sort();
+    if (current.join() !== [...input.basedOn].sort().join()) {
+      throw new StaleStateError("stored state changed while this reconcile was planning");
+    }
+    const ctx = { tx, input };
+    for (const change of input.plan.changes) await applyChange(ctx, change);
+
+    let generation: number | null = null;
+    if (input.plan.changes.length > 0) {
+      const [row] = await tx.query<{ id: number }>(
+        "INSERT INTO outbox (project_id, kind, payload) VALUES ($1, 'desired_state', $2) RETURNING id",
+        [
+          input.projectId,
+          JSON.stringify({ reconciliation_id: input.reconciliationId, changes: input.plan.changes.length }),
+        ],
+      );
+      generation = Number(row!.id);
+    }
+    await tx.query(
+      `UPDATE reconciliations SET status = 'succeeded', plan = $2, result = $3, finished_at = now(), duration_ms = $4
+        WHERE id = $1`,
+      [
+        input.reconciliationId,
+        JSON.stringify(input.plan),
+        JSON.stringify({ ...input.result, generation }),
+        Math.round(input.durationMs),
+      ],
+    );
+    await tx.query("UPDATE projects SET last_commit = $2, updated_at = now() WHERE id = $1", [
+      input.projectId,
+      input.commitSha,
+    ]);
+    return generation;
+  });
+}
+
+interface ApplyContext {
+  tx: Queryable;
+  input: ApplyInput;
+}
+
+async function applyChange({ tx, input }: ApplyContext, change: Change): Promise<void> {
+  const base = {
+    actor: input.actor,
+    trigger: input.trigger,
+    commitSha: input.commitSha,
+    projectId: input.projectId,
+    reconciliationId: input.reconciliationId,
+  };
+  switch (change.action) {
+    case "create":
+    case "update": {
+      const d = input.desired.get(change.name)!;
+      const b = input.builds.get(change.name)!;
+      await tx.query(
+        `INSERT INTO functions (id, project_id, name, version, runtime, abi, language, entrypoint, artifact_key, sha256,
+           size_bytes, memory_pages, max_execution_ms, max_request_bytes, max_instances, env, capabilities, labels,
+           pop_selector, source_path, source_hash, config_hash, commit_sha)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23)`,
+        [
+          b.functionId,
+          input.projectId,
+          d.name,
+          b.version,
+          d.runtime,
+          d.abi,
+          d.language,
+          d.entrypoint,
+          b.artifactKey,
+          b.sha256,
+          b.size,
+          d.memoryPages,
+          d.maxExecutionMs,
+          d.maxRequestBytes,
+          d.maxInstances,
+          JSON.stringify(d.env),
+          JSON.stringify(d.capabilities),
+          JSON.stringify(d.labels),
+          d.popSelector,
+          d.sourcePath,
+          d.sourceHash,
+          d.configHash,
+          input.commitSha,
+        ],
+      );
+      if (change.action === "update") {
+        await tx.query(
+          `UPDATE deployments SET active = false, status = 'superseded', updated_at = now()
+            WHERE project_id = $1 AND function_name = $2 AND active`,
+          [input.projectId, d.name],
+        );
+      }
+      await tx.query(
+        `INSERT INTO deployments (id, project_id, function_id, function_name, version, target_pop, status, reconciliation_id)
+         VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, 'pending', $6)`,
+        [input.projectId, b.functionId, d.name, b.version, d.popSelector, input.reconciliationId],
+      );
+      await replaceRoutes(tx, input.projectId, d, b.functionId);
+      await audit(tx, {
+        ...base,
+        objectKind: "function",
+        objectId: d.name,
+        action: change.action,
+        before:
+          change.action === "update"
+            ? { version: change.fromVersion, function_id: change.fromFunctionId }
+            : null,
+        after: {
+          version: b.version,
+          function_id: b.functionId,
+          sha256: b.sha256,
+          reason: change.reason,
+          routes: d.routes,
+        },
+      });
+      return;
+    }
+    case "routes": {
+      const d = input.desired.get(change.name)!;
+      const before = await replaceRoutes(tx, input.projectId, d, change.functionId);
+      await audit(tx, {
+        ...base,
+        objectKind: "routes",
+        objectId: d.name,
+        action: "update",
+        before: { routes: before },
+        after: { routes: d.routes },
+      });
+      return;
+    }
+    case "delete": {
+      await tx.query(
+        `UPDATE deployments SET active = false, status = 'removed', updated_at = now()
+          WHERE project_id = $1 AND function_name = $2 AND active`,
+        [input.projectId, change.name],
+      );
+      await tx.query("DELETE FROM routes WHERE project_id = $1 AND function_name = $2", [
+        input.projectId,
+        change.name,
+      ]);
+      await audit(tx, {
+        ...base,
+        objectKind: "function",
+        objectId: change.name,
+        action: "delete",
+        before: { version: change.version, function_id: change.functionId },
+        after: null,
+      });
+      return;
+    }
+  }
+}
+
+/** Points the function's routes at functionId; returns the routes it had before. */
+async function replaceRoutes(
+  tx: Queryable,
+  projectId: string,
+  d: DesiredFunctionDetail,
+  functionId: string,
+): Promise<PlannedRoute[]> {
+  const before = await tx.query<PlannedRoute>(
+    "DELETE FROM routes WHERE project_id = $1 AND function_name = $2 RETURNING host, path, methods, priority",
+    [projectId, d.name],
+  );
+  for (const r of d.routes) {
+    await tx.query(
+      `INSERT INTO routes (id, project_id, function_name, function_id, host, path, methods, priority, pop_selector)
+       VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7, $8)`,
+      [projectId, d.name, functionId, r.host, r.path, r.methods, r.priority, d.popSelector],
+    );
+  }
+  return normalizeRoutes(before);
+}
