@@ -9,6 +9,8 @@ export interface TestRepo {
   work: string;
   /** Writes files (path → content; null deletes), commits everything, pushes main; returns the sha. */
   commit(files: Record<string, string | null>, message: string): Promise<string>;
+  /** The sha of the last commit. */
+  head(): Promise<string>;
   /** Copies a directory into the work tree. */
   copyIn(from: string, to: string): Promise<void>;
 }
@@ -39,6 +41,9 @@ export async function createTestRepo(root: string): Promise<TestRepo> {
       await git.add(["-A"]);
       await git.commit(message);
       await git.push("origin", "main");
+      return (await git.revparse(["HEAD"])).trim();
+    },
+    async head() {
       return (await git.revparse(["HEAD"])).trim();
     },
     async copyIn(from, to) {
