@@ -18,11 +18,11 @@ export interface AscInput {
   memoryPages: number;
 }
 
-export async function compileAssemblyScript(input: AscInput): Promise<Uint8Array> {
+export async function compileAssemblyScript(input: AscInput): Promise<Uint8Array<ArrayBuffer>> {
   const root = realpathSync(input.repoDir);
   const baseDir = path.join(root, input.sourceDir);
   const sources = new Map<string, string>();
-  let binary: Uint8Array | null = null;
+  let binary: Uint8Array<ArrayBuffer> | null = null;
   const errors: ErrorDetail[] = [];
 
   const readInside = (filename: string, dir: string): string | null => {
@@ -59,7 +59,8 @@ export async function compileAssemblyScript(input: AscInput): Promise<Uint8Array
     {
       readFile: readInside,
       writeFile: (name, contents) => {
-        if (name.endsWith(".wasm") && typeof contents !== "string") binary = contents;
+        if (name.endsWith(".wasm") && typeof contents !== "string")
+          binary = contents as Uint8Array<ArrayBuffer>;
       },
       listFiles: () => [],
       reportDiagnostic: (d) => {

@@ -22,7 +22,7 @@ export interface BuildInput {
 }
 
 export interface BuildOutput {
-  bytes: Uint8Array;
+  bytes: Uint8Array<ArrayBuffer>;
   sha256: string;
   facts: ModuleFacts;
   /** Which toolchain built it, e.g. "assemblyscript 0.28.20"; part of the build cache key. */
@@ -36,7 +36,7 @@ export function toolchainVersion(language: Language): string {
 
 export async function buildFunction(input: BuildInput): Promise<BuildOutput> {
   const started = performance.now();
-  let bytes: Uint8Array;
+  let bytes: Uint8Array<ArrayBuffer>;
   switch (input.language) {
     case "assemblyscript":
       bytes = await compileAssemblyScript({

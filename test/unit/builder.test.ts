@@ -135,7 +135,9 @@ test("validate: rejects memory beyond memoryPages, or without a maximum", (t) =>
 
 test("validate: rejects bytes that are not WebAssembly", (t) => {
   t.is(
-    t.throws(() => validateModule(new TextEncoder().encode("not wasm"), "edge-v1", 1))!.code as string,
+    t.throws(() => validateModule(new TextEncoder().encode("not wasm"), "edge-v1", 1), {
+      instanceOf: EdgeError,
+    })!.code,
     "EDGE_ERR_BUILD_INVALID_MODULE",
   );
 });
