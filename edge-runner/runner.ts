@@ -1,0 +1,353 @@
+// The edge runner: composes the cache, the downloader, the engine, the route table, the HTTP
+// server and the control client.
+//
+// `apply` is level-triggered (DESIGN.md "Control protocol"): given the full desired state it
+// makes every function version available (local cache, else download + verify + cache), loads
+// the ones not loaded yet, then swaps routes and functions in one assignment, so a request sees
+// either the old state or the new one, never a mix. Applies run one at a time, in arrival order.
+
+import { once } from "node:events";
+import type { AddressInfo } from "node:net";
+import { type EdgeError, edgeError } from "../lib/errors.ts";
+import { canonicalJson, sha256Hex } from "../lib/hash.ts";
+import type { Logger } from "../lib/log.ts";
+import type {
+  Ack,
+  DesiredState,
+  FunctionResult,
+  FunctionResultStatus,
+  FunctionSpec,
+  RouteSpec,
+} from "../proto/index.ts";
+import { ArtifactCache } from "./cache.ts";
+import { type CompiledRunnerOptions, compileRunnerOptions, type RunnerOptions } from "./config.ts";
+import { ControlClient } from "./control-client.ts";
+import { downloadArtifact } from "./download.ts";
+import { compileRoutes } from "./router.ts";
+import { createV8Engine, type Engine, type FunctionStats, type LoadedFunction } from "./runtime.ts";
+import { createEdgeServer, type EdgeServer, type ServingState } from "./server.ts";
+import { Snapshot } from "./snapshot.ts";
+
+export interface FunctionVersionStats extends FunctionStats {
+  function_id: string;
+  name: string;
+  version: string;
+}
+
+export interface RunnerStats {
+  /** The generation being served ("0" before the first apply). */
+  generation: string;
+  routes: number;
+  functions: FunctionVersionStats[];
+  inFlight: number;
+  controlConnected: boolean;
+}
+
+export interface Runner {
+  /** Restores the last applied state from the local cache, listens, connects to the control plane. */
+  start(): Promise<{ httpPort: number }>;
+  /** Disconnects, stops listening and drops every hot instance. */
+  stop(): Promise<void>;
+  /** Converges on `desired`; one result per function. A generation older than the served one is ignored. */
+  apply(desired: DesiredState): Promise<Ack>;
+  readonly generation: string;
+  stats(): RunnerStats;
+}
+
+export function createRunner(options: RunnerOptions): Runner {
+  return new EdgeRunner(compileRunnerOptions(options));
+}
+
+/** At most this many artifacts are fetched and compiled at once during an apply. */
+const APPLY_CONCURRENCY = 8;
+
+interface Outcome {
+  result: FunctionResult;
+  fn?: LoadedFunction;
+  key: string;
+}
+
+// Function versions are immutable, so a spec that is equal in everything but its (presigned,
+// ever-changing) artifact URL is the same loaded function and is not loaded again.
+function specKey(spec: FunctionSpec): string {
+  return sha256Hex(canonicalJson({ ...spec, artifact_url: "" }));
+}
+
+function parseGeneration(value: string): bigint {
+  if (!/^\d+$/.test(value)) {
+    throw edgeError(
+      "EDGE_ERR_CONTROL_PROTOCOL",
+      `generation must be a decimal integer, got ${JSON.stringify(value)}`,
+    );
+  }
+  return BigInt(value);
+}
+
+class EdgeRunner implements Runner {
+  readonly #options: CompiledRunnerOptions;
+  readonly #logger: Logger;
+  readonly #cache: ArtifactCache;
+  readonly #snapshot: Snapshot;
+  readonly #engine: Engine;
+  readonly #http: EdgeServer;
+  #control: ControlClient | null = null;
+  #serving: ServingState = { routes: compileRoutes([]), functions: new Map() };
+  /** Loaded function versions by specKey, to reuse across applies. */
+  #loaded = new Map<string, LoadedFunction>();
+  #generation = "0";
+  #lastAck: Ack = { generation: "0", results: [] };
+  #applying: Promise<unknown> = Promise.resolve();
+  #httpAddress = "";
+
+  constructor(options: CompiledRunnerOptions) {
+    this.#options = options;
+    this.#logger = options.logger;
+    this.#cache = new ArtifactCache(options.cacheDir, options.logger);
+    this.#snapshot = new Snapshot(options.cacheDir, options.logger);
+    this.#engine = createV8Engine({ responseMaxBytes: options.responseMaxBytes, logger: options.logger });
+    this.#http = createEdgeServer({ current: () => this.#serving, logger: options.logger });
+  }
+
+  get generation(): string {
+    return this.#generation;
+  }
+
+  stats(): RunnerStats {
+    return {
+      generation: this.#generation,
+      routes: this.#serving.routes.size,
+      functions: [...this.#serving.functions.values()].map((fn) => ({
+        function_id: fn.spec.function_id,
+        name: fn.spec.name,
+        version: fn.spec.version,
+        ...fn.stats(),
+      })),
+      inFlight: this.#http.inFlight(),
+      controlConnected: this.#control?.connected ?? false,
+    };
+  }
+
+  async start(): Promise<{ httpPort: number }> {
+    // Learn what the cache holds (hashing each file), then serve the last applied state from it
+    // before the control plane answers — or if it never does.
+    const inventory = await this.#cache.list();
+    const saved = await this.#snapshot.load();
+    if (saved) await this.#serialized(() => this.#restore(saved));
+
+    const { server } = this.#http;
+    server.listen(this.#options.httpPort, this.#options.httpHost);
+    await once(server, "listening");
+    const httpPort = (server.address() as AddressInfo).port;
+    this.#httpAddress = `${this.#options.httpHost}:${httpPort}`;
+    this.#logger.info(
+      { http: this.#httpAddress, generation: this.#generation, cached: inventory.length },
+      "edge runner listening",
+    );
+
+    if (this.#options.control) {
+      this.#control = new ControlClient({
+        address: this.#options.control.address,
+        reconnectMinDelayMs: this.#options.reconnectMinDelayMs,
+        reconnectMaxDelayMs: this.#options.reconnectMaxDelayMs,
+        heartbeatIntervalMs: this.#options.heartbeatIntervalMs,
+        logger: this.#logger,
+        hello: async () => ({
+          node_id: this.#options.nodeId,
+          pop: this.#options.pop,
+          labels: this.#options.labels,
+          generation: this.#generation,
+          inventory: this.#cache.held(),
+          http_address: this.#httpAddress,
+        }),
+        heartbeat: async () => ({ inventory: this.#cache.held(), in_flight: this.#http.inFlight() }),
+        apply: (desired) => this.apply(desired),
+      });
+      this.#control.start();
+    }
+    return { httpPort };
+  }
+
+  async stop(): Promise<void> {
+    await this.#control?.stop();
+    this.#control = null;
+    const { server } = this.#http;
+    if (server.listening) {
+      const closed = once(server, "close");
+      server.close();
+      server.closeAllConnections();
+      await closed;
+    }
+    await this.#applying.catch(() => {});
+    for (const fn of this.#loaded.values()) fn.close();
+    this.#loaded.clear();
+    this.#serving = { routes: compileRoutes([]), functions: new Map() };
+  }
+
+  apply(desired: DesiredState): Promise<Ack> {
+    return this.#serialized(async () => {
+      const ack = await this.#converge(desired, { cacheOnly: false });
+      if (ack.generation === desired.generation) {
+        await this.#snapshot.save(desired).catch((err) => {
+          this.#logger.warn(
+            { err },
+            "could not save the applied state; a restart will wait for the control plane",
+          );
+        });
+      }
+      return ack;
+    });
+  }
+
+  #serialized<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.#applying.then(task, task);
+    this.#applying = run.catch(() => {});
+    return run;
+  }
+
+  async #restore(saved: DesiredState): Promise<void> {
+    const ack = await this.#converge(saved, { cacheOnly: true });
+    const missing = ack.results.filter((r) => r.status !== "OK");
+    if (missing.length > 0) {
+      // Serve what the cache had, but do not claim the generation: the control plane then
+      // sends the full state again when it is reachable.
+      this.#generation = "0";
+      this.#lastAck = { generation: "0", results: ack.results };
+    }
+    this.#logger.info(
+      {
+        generation: saved.generation,
+        restored: ack.results.length - missing.length,
+        missing: missing.length,
+      },
+      "restored the last applied state from the local cache",
+    );
+  }
+
+  async #converge(desired: DesiredState, how: { cacheOnly: boolean }): Promise<Ack> {
+    if (parseGeneration(desired.generation) < parseGeneration(this.#generation)) {
+      this.#logger.debug(
+        { generation: desired.generation, serving: this.#generation },
+        "ignoring an older desired state",
+      );
+      return this.#lastAck;
+    }
+
+    const seen = new Set<string>();
+    const outcomes = await mapLimit(desired.functions, APPLY_CONCURRENCY, (spec) => {
+      if (seen.has(spec.function_id)) {
+        return Promise.resolve(
+          failed(spec, "INVALID_MODULE", "function_id appears twice in the desired state"),
+        );
+      }
+      seen.add(spec.function_id);
+      return this.#ensureLoaded(spec, how.cacheOnly);
+    });
+
+    const loaded = new Map<string, LoadedFunction>();
+    const functions = new Map<string, LoadedFunction>();
+    for (const o of outcomes) {
+      if (o.fn === undefined) continue;
+      loaded.set(o.key, o.fn);
+      functions.set(o.fn.spec.function_id, o.fn);
+    }
+    // A route to a function that failed to load is left out; the rest of the state still serves.
+    const routes: RouteSpec[] = [];
+    for (const route of desired.routes) {
+      if (functions.has(route.function_id)) routes.push(route);
+      else if (!desired.functions.some((f) => f.function_id === route.function_id)) {
+        this.#logger.warn({ route }, "route names a function that is not in the desired state; skipped");
+      }
+    }
+
+    const previous = this.#loaded;
+    this.#serving = { routes: compileRoutes(routes), functions };
+    this.#loaded = loaded;
+    for (const [key, fn] of previous) if (!loaded.has(key)) fn.close();
+
+    const results = outcomes.map((o) => o.result);
+    this.#generation = desired.generation;
+    this.#lastAck = { generation: desired.generation, results };
+    const failures = results.filter((r) => r.status !== "OK");
+    this.#logger.info(
+      {
+        generation: desired.generation,
+        functions: results.length,
+        failed: failures.length,
+        routes: routes.length,
+      },
+      "applied desired state",
+    );
+    for (const f of failures) this.#logger.warn({ result: f }, "function version not served");
+    return this.#lastAck;
+  }
+
+  async #ensureLoaded(spec: FunctionSpec, cacheOnly: boolean): Promise<Outcome> {
+    const key = specKey(spec);
+    const current = this.#loaded.get(key);
+    if (current) return { key, fn: current, result: ok(spec) };
+
+    let bytes: Uint8Array;
+    try {
+      bytes = await this.#obtain(spec, cacheOnly);
+    } catch (err) {
+      const e = err as EdgeError;
+      const status = e.code === "EDGE_ERR_ARTIFACT_SHA256_MISMATCH" ? "SHA256_MISMATCH" : "DOWNLOAD_FAILED";
+      return failed(spec, status, e.message ?? String(err));
+    }
+    try {
+      return { key, fn: await this.#engine.load(spec, bytes), result: ok(spec) };
+    } catch (err) {
+      return failed(spec, "INVALID_MODULE", (err as Error).message ?? String(err));
+    }
+  }
+
+  /** The verified module bytes: from the local cache, else downloaded, verified and cached. */
+  async #obtain(spec: FunctionSpec, cacheOnly: boolean): Promise<Uint8Array> {
+    const cached = await this.#cache.get(spec.function_id, spec.version, spec.sha256);
+    if (cached) return cached;
+    if (cacheOnly) throw edgeError("EDGE_ERR_ARTIFACT_NOT_FOUND", "not in the local cache");
+
+    const bytes = await downloadArtifact(spec.artifact_url, {
+      maxBytes: this.#options.artifactMaxBytes,
+      attempts: this.#options.downloadAttempts,
+      minDelayMs: this.#options.downloadRetryMinDelayMs,
+      maxDelayMs: this.#options.downloadRetryMaxDelayMs,
+      onRetry: (attempt, delayMs, error) =>
+        this.#logger.warn(
+          { function_id: spec.function_id, attempt, delay_ms: delayMs, err: error.message },
+          "download failed; retrying",
+        ),
+    });
+    try {
+      // put() verifies the sha256 before writing anything.
+      await this.#cache.put(spec.function_id, spec.version, bytes, spec.sha256);
+    } catch (err) {
+      if ((err as EdgeError).code === "EDGE_ERR_ARTIFACT_SHA256_MISMATCH") throw err;
+      // The bytes are verified (put checks before writing): serve them, just not from disk next time.
+      this.#logger.warn({ err, function_id: spec.function_id }, "could not cache a verified artifact");
+    }
+    return bytes;
+  }
+}
+
+function ok(spec: FunctionSpec): FunctionResult {
+  return { function_id: spec.function_id, version: spec.version, status: "OK", message: "" };
+}
+
+function failed(spec: FunctionSpec, status: FunctionResultStatus, message: string): Outcome {
+  return { key: "", result: { function_id: spec.function_id, version: spec.version, status, message } };
+}
+
+/** Like Promise.all over `items.map(fn)`, with at most `limit` calls running at once; keeps order. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
