@@ -12,7 +12,11 @@ test("errors: every catalogued code is documented in docs/errors.md with its sta
       .map((cells) => [cells[1]!.replace(/`/g, ""), cells[2]]),
   );
   for (const [code, entry] of Object.entries(catalogue)) {
-    t.is(rows.get(code), String(entry.status), `${code} is missing from docs/errors.md or has another status`);
+    t.is(
+      rows.get(code),
+      String(entry.status),
+      `${code} is missing from docs/errors.md or has another status`,
+    );
   }
 });
 
