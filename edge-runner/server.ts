@@ -36,10 +36,15 @@ export function createEdgeServer(options: EdgeServerOptions): EdgeServer {
   let inFlight = 0;
 
   // keepAlive here turns on TCP keep-alive probes, so dead idle client connections are noticed.
+  // Request ids: a random per-process prefix and a counter. Unique within the process's life,
+  // unguessable across processes, and without a crypto call on every request.
+  const idPrefix = randomBytes(4).toString("hex");
+  let idCounter = 0;
   const server = createServer({ keepAlive: true }, (req, res) => {
     inFlight++;
     res.once("close", () => inFlight--);
-    const requestId = randomBytes(8).toString("hex");
+    idCounter = (idCounter + 1) % 0x100000000;
+    const requestId = idPrefix + idCounter.toString(16).padStart(8, "0");
     res.setHeader("x-edge-request-id", requestId);
     handle(req, res, options.current()).catch((err) => sendError(req, res, err, requestId, logger));
   });
@@ -84,7 +89,14 @@ function originForm(url: string): string {
   }
 }
 
+const EMPTY = new Uint8Array(0);
+
 async function readBody(req: IncomingMessage, maxBytes: number): Promise<Uint8Array> {
+  // Without Content-Length or Transfer-Encoding a request has no body (RFC 9112 §6.3), so
+  // there is nothing to wait for; most GETs take this path.
+  if (req.headers["content-length"] === undefined && req.headers["transfer-encoding"] === undefined) {
+    return EMPTY;
+  }
   const tooLarge = () =>
     edgeError("EDGE_ERR_RUNTIME_BODY_TOO_LARGE", `request body is larger than ${maxBytes} bytes`);
   // Refuse before reading a byte when the client says up front that it is too big.
