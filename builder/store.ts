@@ -20,13 +20,16 @@ export interface ArtifactStore {
   get(key: string): Promise<Uint8Array>;
   /** A URL a runner can download the artifact from. */
   url(key: string): Promise<string>;
+  /** Releases connections, if the store holds any. */
+  close?(): void;
 }
 
 export function artifactKey(functionId: string, version: string): string {
   return `functions/${functionId}/${version}.wasm`;
 }
 
-const KEY_PATTERN = /^functions\/[A-Za-z0-9-]+\/[A-Za-z0-9._-]+\.wasm$/;
+/** The keys both stores accept: functions/{function_id}/{version}.wasm. */
+export const KEY_PATTERN = /^functions\/[A-Za-z0-9-]+\/[A-Za-z0-9._-]+\.wasm$/;
 
 export class LocalArtifactStore implements ArtifactStore {
   readonly dir: string;

@@ -3,6 +3,7 @@
 // lists every option with its default; keep the two in step.
 
 import path from "node:path";
+import type { S3StoreOptions } from "../builder/index.ts";
 import { edgeError } from "../lib/errors.ts";
 import { parseSize } from "../lib/units.ts";
 
@@ -30,6 +31,8 @@ export interface ControlPlaneOptions {
   databaseSchema?: string;
   /** Local artifact directory. Default {dataDir}/artifacts. */
   artifactsDir?: string;
+  /** Store artifacts in this S3 bucket instead of artifactsDir; runners download by presigned URL. */
+  s3?: S3StoreOptions;
   /** HTTP API and webhook listener. Default 127.0.0.1:8081 (port 0 = any free port). */
   httpHost?: string;
   httpPort?: number;
@@ -60,6 +63,7 @@ export interface CompiledControlPlaneOptions {
   databaseUrl: string | null;
   databaseSchema: string | null;
   artifactsDir: string;
+  s3: S3StoreOptions | null;
   httpHost: string;
   httpPort: number;
   grpcHost: string;
@@ -108,6 +112,7 @@ export function compileControlPlaneOptions(o: ControlPlaneOptions): CompiledCont
     databaseUrl: o.databaseUrl ?? null,
     databaseSchema: o.databaseSchema ?? null,
     artifactsDir: path.resolve(o.artifactsDir ?? path.join(dataDir, "artifacts")),
+    s3: o.s3 ?? null,
     httpHost: o.httpHost ?? "127.0.0.1",
     httpPort: o.httpPort ?? 8081,
     grpcHost,

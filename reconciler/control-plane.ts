@@ -5,7 +5,7 @@ import { mkdir } from "node:fs/promises";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
-import { LocalArtifactStore } from "../builder/index.ts";
+import { type ArtifactStore, LocalArtifactStore, S3ArtifactStore } from "../builder/index.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { createApi } from "./api.ts";
 import {
@@ -42,7 +42,8 @@ export async function createControlPlane(
     ? new PostgresDb(o.databaseUrl, o.databaseSchema ?? undefined)
     : new PgliteDb(path.join(o.dataDir, "pglite"));
   await migrate(db);
-  const store = new LocalArtifactStore(o.artifactsDir);
+  const local = o.s3 ? null : new LocalArtifactStore(o.artifactsDir);
+  const store: ArtifactStore = local ?? new S3ArtifactStore(o.s3!);
   const control = new ControlServer({ db, log, artifactUrl: (key) => store.url(key) });
   const reconciler = new Reconciler({
     db,
@@ -85,7 +86,7 @@ export async function createControlPlane(
       cp.httpPort = (server.address() as AddressInfo).port;
       const host = o.httpHost.includes(":") ? `[${o.httpHost}]` : o.httpHost;
       cp.url = `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${cp.httpPort}`;
-      store.baseUrl = `${o.publicUrl ?? cp.url}/artifacts`;
+      if (local) local.baseUrl = `${o.publicUrl ?? cp.url}/artifacts`;
       cp.grpcPort = await control.start(o.grpcHost, o.grpcPort);
       log.info(
         { http: cp.url, grpc: `${o.grpcHost}:${cp.grpcPort}`, database: db.kind },
@@ -100,6 +101,7 @@ export async function createControlPlane(
         await new Promise<void>((resolve) => server!.close(() => resolve()));
       }
       await db.close();
+      store.close?.();
     },
   };
   return cp;
