@@ -8,6 +8,26 @@ import { type ErrorDetail, edgeError } from "../lib/errors.ts";
 
 export const ascVersion: string = asc.version;
 
+/**
+ * The asc flags that make a module fit the edge-v1 ABI: the incremental GC (hot instances live
+ * long), `_initialize` instead of a start section, no `env.abort` import, and a memory maximum
+ * of the manifest's limit so the module itself refuses to grow past it.
+ */
+export function ascFlags(memoryPages: number): string[] {
+  return [
+    "--optimize",
+    "--runtime",
+    "incremental",
+    "--exportStart",
+    "_initialize",
+    "--use",
+    "abort=",
+    "--maximumMemory",
+    String(memoryPages),
+    "--noColors",
+  ];
+}
+
 export interface AscInput {
   /** Absolute path of the repository checkout; nothing outside it is read. */
   repoDir: string;
@@ -39,23 +59,7 @@ export async function compileAssemblyScript(input: AscInput): Promise<Uint8Array
   };
 
   const result = await asc.main(
-    [
-      input.entry,
-      "--baseDir",
-      baseDir,
-      "--outFile",
-      "module.wasm",
-      "--optimize",
-      "--runtime",
-      "incremental",
-      "--exportStart",
-      "_initialize",
-      "--use",
-      "abort=",
-      "--maximumMemory",
-      String(input.memoryPages),
-      "--noColors",
-    ],
+    [input.entry, "--baseDir", baseDir, "--outFile", "module.wasm", ...ascFlags(input.memoryPages)],
     {
       readFile: readInside,
       writeFile: (name, contents) => {

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import asc from "assemblyscript/asc";
+import { ascFlags } from "../../builder/index.ts";
 
 /** The AssemblyScript edge-v1 helper shipped with the example repo. */
 export const EDGE_TS = readFileSync(new URL("../../example-repo/hello/edge.ts", import.meta.url), "utf8");
@@ -28,36 +29,19 @@ export function compileAs(files: Record<string, string>): Promise<Uint8Array> {
 async function compileNow(files: Record<string, string>): Promise<Uint8Array> {
   const outputs: Record<string, Uint8Array | string> = {};
   let diagnostics = "";
-  const { error } = await asc.main(
-    [
-      "index.ts",
-      "--outFile",
-      "out.wasm",
-      "--optimize",
-      "--runtime",
-      "incremental",
-      "--exportStart",
-      "_initialize",
-      "--use",
-      "abort=",
-      "--maximumMemory",
-      "16",
-      "--noColors",
-    ],
-    {
-      readFile: (name) => files[name] ?? null,
-      writeFile: (name, contents) => {
-        outputs[name] = contents;
-      },
-      listFiles: () => [],
-      stderr: {
-        write(chunk: Uint8Array | string) {
-          diagnostics += String(chunk);
-          return true;
-        },
+  const { error } = await asc.main(["index.ts", "--outFile", "out.wasm", ...ascFlags(16)], {
+    readFile: (name) => files[name] ?? null,
+    writeFile: (name, contents) => {
+      outputs[name] = contents;
+    },
+    listFiles: () => [],
+    stderr: {
+      write(chunk: Uint8Array | string) {
+        diagnostics += String(chunk);
+        return true;
       },
     },
-  );
+  });
   const wasm = outputs["out.wasm"];
   if (error || !(wasm instanceof Uint8Array)) {
     throw new Error(`AssemblyScript compile failed: ${error?.message ?? "no output"}\n${diagnostics}`);
