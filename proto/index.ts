@@ -57,6 +57,8 @@ export interface FunctionSpec {
   max_request_bytes: number;
   max_instances: number;
   env: Record<string, string>;
+  /** WASI capabilities granted by the manifest ("clock", "random"); anything absent is denied. */
+  capabilities: Record<string, boolean>;
 }
 
 export interface RouteSpec {

@@ -86,6 +86,7 @@ interface ActiveRow {
   max_request_bytes: number;
   max_instances: number;
   env: Record<string, string>;
+  capabilities: Record<string, boolean>;
   pop_selector: string;
 }
 
@@ -98,7 +99,7 @@ export async function desiredStateFor(
   const generation = await currentGeneration(db);
   const rows = await db.query<ActiveRow>(
     `SELECT f.id AS function_id, f.name, f.version, p.name AS project, f.artifact_key, f.sha256, f.abi, f.memory_pages,
-            f.max_execution_ms, f.max_request_bytes, f.max_instances, f.env, f.pop_selector
+            f.max_execution_ms, f.max_request_bytes, f.max_instances, f.env, f.capabilities, f.pop_selector
        FROM deployments d JOIN functions f ON f.id = d.function_id JOIN projects p ON p.id = d.project_id
       WHERE d.active ORDER BY p.name, f.name`,
   );
@@ -117,6 +118,7 @@ export async function desiredStateFor(
       max_request_bytes: r.max_request_bytes,
       max_instances: r.max_instances,
       env: r.env,
+      capabilities: r.capabilities,
     })),
   );
   const ids = new Set(functions.map((f) => f.function_id));

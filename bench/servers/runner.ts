@@ -41,6 +41,7 @@ const ack = await runner.apply({
       max_request_bytes: 1 << 20,
       max_instances: 8,
       env: {},
+      capabilities: {},
     },
   ],
   routes: [

@@ -136,6 +136,7 @@ async function desiredEcho(artifacts: ArtifactServer, generation: string): Promi
         max_request_bytes: 1024,
         max_instances: 4,
         env: {},
+        capabilities: {},
       },
     ],
     routes: [{ host: "echo.test", path: "/*", methods: [], priority: 0, function_id: "echo" }],

@@ -83,6 +83,7 @@ function spec(
     max_request_bytes: 1024,
     max_instances: 4,
     env: {},
+    capabilities: {},
     ...extra,
   };
 }
