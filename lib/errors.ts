@@ -117,6 +117,21 @@ export const catalogue = {
     area: BuildError,
     summary: "The function's language or ABI is not supported by this builder.",
   },
+  EDGE_ERR_BUILD_TOOLCHAIN_MISSING: {
+    status: 422,
+    area: BuildError,
+    summary: "The compiler the function's language needs is not installed.",
+  },
+  EDGE_ERR_BUILD_TIMEOUT: {
+    status: 422,
+    area: BuildError,
+    summary: "The build ran past the builder's time limit and was killed.",
+  },
+  EDGE_ERR_BUILD_OUT_OF_MEMORY: {
+    status: 422,
+    area: BuildError,
+    summary: "The build ran past the builder's memory limit and was killed.",
+  },
   EDGE_ERR_ARTIFACT_NOT_FOUND: {
     status: 404,
     area: ArtifactError,

@@ -17,6 +17,7 @@ const SIZE_BYTES: Record<string, number> = {
 /** "250ms", "30s", "2m", "1h" or a number of milliseconds → milliseconds. */
 export function parseDuration(value: string | number, option: string): number {
   if (typeof value === "number" && Number.isFinite(value) && value >= 0) return value;
+  if (/^\s*0\s*$/.test(String(value))) return 0; // "0" needs no unit (it means "off")
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$/i.exec(String(value));
   if (!m)
     throw edgeError(

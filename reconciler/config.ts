@@ -5,7 +5,7 @@
 import path from "node:path";
 import type { S3StoreOptions } from "../builder/index.ts";
 import { edgeError } from "../lib/errors.ts";
-import { parseSize } from "../lib/units.ts";
+import { parseDuration, parseSize } from "../lib/units.ts";
 
 export interface ProjectRegistration {
   /** Project name; must equal metadata.name of the repo's Project document when it has one. */
@@ -20,6 +20,8 @@ export interface ProjectRegistration {
   branch?: string;
   /** Secret for X-Hub-Signature-256. Webhooks for a project without one are refused. */
   webhookSecret?: string;
+  /** Secret that signs notification webhooks (X-Edgeplane-Signature-256). Default: webhookSecret. */
+  notificationSecret?: string;
 }
 
 export interface ControlPlaneOptions {
@@ -45,6 +47,16 @@ export interface ControlPlaneOptions {
   publicUrl?: string;
   /** Largest webhook body accepted. Default "5MiB" (413 above). */
   maxWebhookBytes?: string | number;
+  /** Check each project's branch head this often and reconcile commits no webhook announced. "0" = off. Default "5m". */
+  pollInterval?: string | number;
+  /** How long a rollout waits for runners to ack a generation before reporting their POP failed. Default "30s". */
+  ackTimeout?: string | number;
+  /** A runner without a heartbeat for this long is offline and gets no intents. Default "2m". */
+  offlineAfter?: string | number;
+  /** GitHub commit statuses. Without apiBase none are posted. */
+  github?: { apiBase?: string; token?: string };
+  /** Retries of status deliveries (commit statuses, notifications): attempts and the doubling delay. */
+  statusRetry?: { attempts?: number; minDelay?: string | number; maxDelay?: string | number };
   /** Registered projects. */
   projects?: ProjectRegistration[];
 }
@@ -56,6 +68,7 @@ export interface CompiledProject {
   fullName: string | null;
   branch: string;
   webhookSecret: string | null;
+  notificationSecret: string | null;
 }
 
 export interface CompiledControlPlaneOptions {
@@ -71,6 +84,11 @@ export interface CompiledControlPlaneOptions {
   insecure: boolean;
   publicUrl: string | null;
   maxWebhookBytes: number;
+  pollIntervalMs: number;
+  ackTimeoutMs: number;
+  offlineAfterMs: number;
+  github: { apiBase: string; token: string | null } | null;
+  statusRetry: { attempts: number; minDelayMs: number; maxDelayMs: number };
   projects: CompiledProject[];
 }
 
@@ -105,6 +123,7 @@ export function compileControlPlaneOptions(o: ControlPlaneOptions): CompiledCont
       fullName: p.fullName ?? null,
       branch: p.branch ?? "main",
       webhookSecret: p.webhookSecret ?? null,
+      notificationSecret: p.notificationSecret ?? p.webhookSecret ?? null,
     };
   });
   return {
@@ -120,6 +139,15 @@ export function compileControlPlaneOptions(o: ControlPlaneOptions): CompiledCont
     insecure,
     publicUrl: o.publicUrl ?? null,
     maxWebhookBytes: parseSize(o.maxWebhookBytes ?? "5MiB", "maxWebhookBytes"),
+    pollIntervalMs: parseDuration(o.pollInterval ?? "5m", "pollInterval"),
+    ackTimeoutMs: parseDuration(o.ackTimeout ?? "30s", "ackTimeout"),
+    offlineAfterMs: parseDuration(o.offlineAfter ?? "2m", "offlineAfter"),
+    github: o.github?.apiBase ? { apiBase: o.github.apiBase, token: o.github.token ?? null } : null,
+    statusRetry: {
+      attempts: o.statusRetry?.attempts ?? 5,
+      minDelayMs: parseDuration(o.statusRetry?.minDelay ?? "1s", "statusRetry.minDelay"),
+      maxDelayMs: parseDuration(o.statusRetry?.maxDelay ?? "60s", "statusRetry.maxDelay"),
+    },
     projects,
   };
 }

@@ -1,5 +1,6 @@
 // The control plane composed: database (PostgreSQL or PGlite) with migrations, artifact store,
-// registered projects, reconciler, HTTP API and the gRPC control server.
+// registered projects, reconciler, rollouts to runners, status reporting, the polling
+// fallback, the HTTP API and the gRPC control server.
 
 import { mkdir } from "node:fs/promises";
 import type { Server } from "node:http";
@@ -15,21 +16,28 @@ import {
 } from "./config.ts";
 import { ControlServer } from "./control-server.ts";
 import { type Db, migrate, PgliteDb, PostgresDb } from "./db.ts";
+import { Poller } from "./poller.ts";
 import { registerProject } from "./projects.ts";
-import { Reconciler } from "./reconcile.ts";
+import { type ReconcileFinished, Reconciler } from "./reconcile.ts";
+import { type RolloutOutcome, rollout, targetPops } from "./rollout.ts";
 import { DirectorySource, GitSource } from "./source.ts";
+import { StatusReporter, type StatusTarget } from "./status.ts";
 
 export interface ControlPlane {
   readonly options: CompiledControlPlaneOptions;
   readonly db: Db;
   readonly reconciler: Reconciler;
   readonly control: ControlServer;
+  readonly status: StatusReporter;
+  readonly poller: Poller;
   /** Bound ports, known after start(). */
   readonly httpPort: number;
   readonly grpcPort: number;
   readonly url: string;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** Resolves when every rollout and status delivery started so far has finished. */
+  settled(): Promise<void>;
 }
 
 export async function createControlPlane(
@@ -44,12 +52,108 @@ export async function createControlPlane(
   await migrate(db);
   const local = o.s3 ? null : new LocalArtifactStore(o.artifactsDir);
   const store: ArtifactStore = local ?? new S3ArtifactStore(o.s3!);
-  const control = new ControlServer({ db, log, artifactUrl: (key) => store.url(key) });
+  const control = new ControlServer({
+    db,
+    log,
+    artifactUrl: (key) => store.url(key),
+    offlineAfterMs: o.offlineAfterMs,
+  });
+  const status = new StatusReporter(db, log, {
+    githubApiBase: o.github?.apiBase ?? null,
+    githubToken: o.github?.token ?? null,
+    publicUrl: () => o.publicUrl ?? cp.url,
+    attempts: o.statusRetry.attempts,
+    retryMinDelayMs: o.statusRetry.minDelayMs,
+    retryMaxDelayMs: o.statusRetry.maxDelayMs,
+  });
+  const targets = new Map<string, StatusTarget>();
+  const rollouts = new Set<Promise<unknown>>();
+
+  /** After a reconcile: statuses, notifications, and for a new generation the rollout. */
+  const finished = (r: ReconcileFinished) => {
+    const target = targets.get(r.project.name)!;
+    const summary = {
+      id: r.id,
+      project: r.project.name,
+      commit: r.commit,
+      status: r.status,
+      plan: r.plan,
+      error: r.error,
+    };
+    if (r.status === "failed") {
+      status.commitStatus(
+        target,
+        r.id,
+        r.commit,
+        "edgeplane",
+        "failure",
+        `${r.error?.code}: ${r.error?.message}`,
+      );
+      void notifyWithStoredSpec(r, { reconciliation: summary });
+      return;
+    }
+    status.notify(target, r.projectSpec, r.id, "reconcile", { reconciliation: summary });
+    if (r.generation === null) {
+      status.commitStatus(target, r.id, r.commit, "edgeplane", "success", "no changes");
+      return;
+    }
+    const pops = targetPops(control);
+    for (const pop of pops)
+      status.commitStatus(target, r.id, r.commit, `edgeplane/${pop}`, "pending", "deploying");
+    const p = rollout({ db, control, ackTimeoutMs: o.ackTimeoutMs }, r.id, r.generation)
+      .then((outcome: RolloutOutcome) => {
+        for (const pop of outcome.pops) {
+          status.commitStatus(target, r.id, r.commit, `edgeplane/${pop.pop}`, pop.state, pop.description);
+        }
+        const failed = outcome.pops.filter((p) => p.state === "failure").map((p) => p.pop);
+        status.commitStatus(
+          target,
+          r.id,
+          r.commit,
+          "edgeplane",
+          failed.length ? "failure" : "success",
+          failed.length
+            ? `deploy failed in ${failed.join(", ")}`
+            : `${r.plan?.changes.length ?? 0} change(s) live in ${outcome.pops.length} POP(s)`,
+        );
+        status.notify(target, r.projectSpec, r.id, "deploy", { reconciliation: summary, outcome });
+      })
+      .catch((err) => log.error({ err, reconcile_id: r.id }, "rollout failed"));
+    rollouts.add(p);
+    void p.finally(() => rollouts.delete(p));
+  };
+
+  /** A failed commit may carry no usable Project document: notify the last applied one's targets. */
+  const notifyWithStoredSpec = async (r: ReconcileFinished, payload: Record<string, unknown>) => {
+    const [row] = await db.query<{ spec: ReconcileFinished["projectSpec"] }>(
+      "SELECT spec FROM projects WHERE id = $1",
+      [r.project.id],
+    );
+    status.notify(
+      targets.get(r.project.name)!,
+      r.projectSpec ?? row?.spec ?? null,
+      r.id,
+      "reconcile",
+      payload,
+    );
+  };
+
   const reconciler = new Reconciler({
     db,
     store,
     log,
-    onApplied: () => void control.broadcast(),
+    hooks: {
+      started: (r) =>
+        status.commitStatus(
+          targets.get(r.project.name)!,
+          r.id,
+          r.commit,
+          "edgeplane",
+          "pending",
+          "reconciling",
+        ),
+      finished,
+    },
   });
   for (const p of o.projects) {
     const id = await registerProject(db, p);
@@ -58,7 +162,9 @@ export async function createControlPlane(
         ? new DirectorySource(p.repo)
         : new GitSource(p.repo, p.branch, path.join(o.dataDir, "git", p.name));
     reconciler.addProject({ id, name: p.name, source });
+    targets.set(p.name, { projectId: id, fullName: p.fullName, notificationSecret: p.notificationSecret });
   }
+  const poller = new Poller(db, reconciler, log, o.pollIntervalMs);
   const app = createApi({
     db,
     reconciler,
@@ -74,6 +180,8 @@ export async function createControlPlane(
     db,
     reconciler,
     control,
+    status,
+    poller,
     httpPort: 0,
     grpcPort: 0,
     url: "",
@@ -88,13 +196,26 @@ export async function createControlPlane(
       cp.url = `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${cp.httpPort}`;
       if (local) local.baseUrl = `${o.publicUrl ?? cp.url}/artifacts`;
       cp.grpcPort = await control.start(o.grpcHost, o.grpcPort);
+      poller.start();
       log.info(
-        { http: cp.url, grpc: `${o.grpcHost}:${cp.grpcPort}`, database: db.kind },
+        {
+          http: cp.url,
+          grpc: `${o.grpcHost}:${cp.grpcPort}`,
+          database: db.kind,
+          artifacts: local ? local.dir : `s3://${o.s3!.bucket}`,
+        },
         "control plane listening",
       );
     },
-    async stop() {
+    async settled() {
       await reconciler.idle();
+      while (rollouts.size > 0) await Promise.all([...rollouts]);
+      await status.drain();
+    },
+    async stop() {
+      await poller.stop();
+      await reconciler.stop();
+      await cp.settled();
       await control.stop();
       if (server) {
         server.closeAllConnections();

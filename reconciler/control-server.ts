@@ -1,37 +1,69 @@
 // The gRPC side of the control plane: runners connect (EdgeControl.Connect), say hello, and
-// get their full desired state; after every applied change, broadcast() sends each connected
-// runner its new desired state. Acks and heartbeats are written to the node registry.
+// get their full desired state; after every applied change, broadcast() sends each connected,
+// online runner its new desired state. Acks and heartbeats are written to the node registry.
+//
+// Liveness (seed Property 14): a runner whose last heartbeat is older than offlineAfterMs is
+// marked offline, gets no new intents and is not counted as a rollout target, until it speaks
+// again. Drift: a heartbeat whose inventory lacks a function the node should serve makes the
+// control plane resend the desired state, once per generation, and audit it.
 
 import type { Logger } from "../lib/log.ts";
 import {
   type Ack,
   type ControlMessage,
+  type DesiredState,
   edgeControlService,
   grpc,
+  type Heartbeat,
   type Hello,
   type RunnerMessage,
   type ServerConnectStream,
 } from "../proto/index.ts";
+import { audit } from "./audit.ts";
 import type { Db } from "./db.ts";
-import { desiredStateFor, markNode, recordAck, touchNode, upsertNode } from "./nodes.ts";
+import { desiredStateFor, isOffline, markNode, recordAck, touchNode, upsertNode } from "./nodes.ts";
 
-interface Session {
+/** Where a session's control messages go: a gRPC stream, or any small sink in tests. */
+export interface MessageSink {
+  write(message: ControlMessage): unknown;
+  end(): void;
+}
+
+export interface Session {
   nodeId: string;
+  pop: string;
   labels: Record<string, string>;
-  call: ServerConnectStream;
-  /** Generation and content fingerprint last sent, so an unchanged state is not resent. */
+  sink: MessageSink;
+  /** Generation last sent, so an unchanged state is not resent. */
   sentGeneration: string;
   ackedGeneration: number;
+  lastHeartbeatMs: number;
+  offline: boolean;
+  /** Generation for which drift was last corrected (drift is acted on once per generation). */
+  driftGeneration: string;
 }
 
 export interface ControlServerDeps {
   db: Db;
   log: Logger;
   artifactUrl: (key: string) => Promise<string>;
+  /** No heartbeat for this long → offline. Default 2 minutes (DESIGN.md). */
+  offlineAfterMs?: number;
+  /** How often liveness is checked. Default 5 s. */
+  sweepIntervalMs?: number;
+  /** The clock; injectable so liveness can be tested without waiting minutes. */
+  now?: () => number;
 }
 
 const HELLO_TIMEOUT_MS = 10_000;
 const NODE_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+export interface ConnectedNode {
+  nodeId: string;
+  pop: string;
+  ackedGeneration: number;
+  offline: boolean;
+}
 
 export class ControlServer {
   private readonly server = new grpc.Server();
@@ -39,12 +71,19 @@ export class ControlServer {
   private readonly ackWaiters = new Set<() => void>();
   /** Sends are serialised so a runner never receives generations out of order. */
   private sending: Promise<void> = Promise.resolve();
+  private sweeper: NodeJS.Timeout | null = null;
+  private readonly now: () => number;
+  private readonly offlineAfterMs: number;
 
   constructor(private readonly deps: ControlServerDeps) {
+    this.now = deps.now ?? Date.now;
+    this.offlineAfterMs = deps.offlineAfterMs ?? 120_000;
     this.server.addService(edgeControlService, { Connect: (call: ServerConnectStream) => this.accept(call) });
   }
 
   async start(host: string, port: number): Promise<number> {
+    this.sweeper = setInterval(() => void this.sweep(), this.deps.sweepIntervalMs ?? 5_000);
+    this.sweeper.unref();
     return new Promise((resolve, reject) => {
       this.server.bindAsync(
         `${host.includes(":") ? `[${host}]` : host}:${port}`,
@@ -55,19 +94,29 @@ export class ControlServer {
   }
 
   async stop(): Promise<void> {
-    for (const s of this.sessions.values()) s.call.end();
+    if (this.sweeper) clearInterval(this.sweeper);
+    for (const s of this.sessions.values()) s.sink.end();
     await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
   }
 
   /** The nodes connected to this control plane right now. */
-  connected(): { nodeId: string; ackedGeneration: number }[] {
-    return [...this.sessions.values()].map((s) => ({ nodeId: s.nodeId, ackedGeneration: s.ackedGeneration }));
+  connected(): ConnectedNode[] {
+    return [...this.sessions.values()].map((s) => ({
+      nodeId: s.nodeId,
+      pop: s.pop,
+      ackedGeneration: s.ackedGeneration,
+      offline: s.offline,
+    }));
   }
 
-  /** Resolves once every connected node has acked at least `generation` (or the timeout passes). */
-  async waitForAcks(generation: number, timeoutMs: number): Promise<boolean> {
+  /** Resolves once the given nodes (default: every online node) acked `generation`, or false at the timeout. */
+  async waitForAcks(generation: number, timeoutMs: number, nodeIds?: string[]): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    while ([...this.sessions.values()].some((s) => s.ackedGeneration < generation)) {
+    const pending = () =>
+      [...this.sessions.values()].some(
+        (s) => (nodeIds ? nodeIds.includes(s.nodeId) : !s.offline) && s.ackedGeneration < generation,
+      );
+    while (pending()) {
       const left = deadline - Date.now();
       if (left <= 0) return false;
       await new Promise<void>((resolve) => {
@@ -81,81 +130,48 @@ export class ControlServer {
     return true;
   }
 
-  /** Sends every connected runner its current desired state. */
+  /** Sends every connected, online runner its current desired state. */
   broadcast(): Promise<void> {
-    this.sending = this.sending.then(async () => {
-      for (const s of [...this.sessions.values()]) await this.sendDesired(s);
+    return this.enqueueSend(async () => {
+      for (const s of [...this.sessions.values()]) if (!s.offline) await this.sendDesired(s);
     });
-    return this.sending;
   }
 
-  private async sendDesired(s: Session): Promise<void> {
-    try {
-      const desired = await desiredStateFor(this.deps.db, s.labels, this.deps.artifactUrl);
-      if (desired.generation === s.sentGeneration) return;
-      s.sentGeneration = desired.generation;
-      const msg: ControlMessage = { desired };
-      s.call.write(msg);
-    } catch (err) {
-      this.deps.log.error({ err, node: s.nodeId }, "could not send desired state");
+  /**
+   * Marks nodes whose last heartbeat is older than offlineAfterMs offline (seed Property 14).
+   * Runs on a timer; callable directly.
+   */
+  async sweep(): Promise<void> {
+    const now = this.now();
+    for (const s of this.sessions.values()) {
+      if (!s.offline && isOffline(s.lastHeartbeatMs, now, this.offlineAfterMs)) {
+        s.offline = true;
+        this.deps.log.warn({ node: s.nodeId, pop: s.pop }, "runner missed its heartbeats; marked offline");
+        await markNode(this.deps.db, s.nodeId, "offline").catch(() => {});
+      }
     }
   }
 
-  private accept(call: ServerConnectStream): void {
-    let session: Session | null = null;
-    const helloTimer = setTimeout(() => {
-      if (!session) call.destroy(new Error("no hello within 10 s"));
-    }, HELLO_TIMEOUT_MS);
-
-    call.on("data", (msg: RunnerMessage) => {
-      if ("hello" in msg && msg.hello) {
-        clearTimeout(helloTimer);
-        if (session) return; // a second hello on one stream is ignored
-        const hello = msg.hello;
-        if (!NODE_ID.test(hello.node_id) || !hello.pop) {
-          call.destroy(new Error("hello needs a node_id ([A-Za-z0-9._-], ≤128) and a pop"));
-          return;
-        }
-        session = this.register(call, hello);
-      } else if (session && "ack" in msg && msg.ack) {
-        void this.onAck(session, msg.ack);
-      } else if (session && "heartbeat" in msg && msg.heartbeat) {
-        void touchNode(this.deps.db, session.nodeId).catch((err) =>
-          this.deps.log.warn({ err }, "heartbeat not recorded"),
-        );
-      }
-    });
-    const close = () => {
-      clearTimeout(helloTimer);
-      if (session && this.sessions.get(session.nodeId) === session) {
-        this.sessions.delete(session.nodeId);
-        void markNode(this.deps.db, session.nodeId, "offline").catch(() => {});
-        this.deps.log.info({ node: session.nodeId }, "runner disconnected");
-      }
-      session = null;
-    };
-    call.on("end", () => {
-      close();
-      call.end();
-    });
-    call.on("error", close);
-    call.on("cancelled", close);
-  }
-
-  private register(call: ServerConnectStream, hello: Hello): Session {
-    const labels = { ...hello.labels, pop: hello.pop };
+  /**
+   * Registers a runner that said hello on `sink` and sends it its desired state. The gRPC
+   * handler calls this; tests may call it with their own sink.
+   */
+  attach(sink: MessageSink, hello: Hello, ip = ""): Session {
     const previous = this.sessions.get(hello.node_id);
-    if (previous) previous.call.end(); // the node reconnected; its old stream is stale
+    if (previous) previous.sink.end(); // the node reconnected; its old stream is stale
     const session: Session = {
       nodeId: hello.node_id,
-      labels,
-      call,
+      pop: hello.pop,
+      labels: { ...hello.labels, pop: hello.pop },
+      sink,
       sentGeneration: "",
       ackedGeneration: Number(hello.generation) || 0,
+      lastHeartbeatMs: this.now(),
+      offline: false,
+      driftGeneration: "",
     };
     this.sessions.set(hello.node_id, session);
-    const ip = call.getPeer().replace(/:\d+$/, "");
-    this.sending = this.sending.then(async () => {
+    void this.enqueueSend(async () => {
       try {
         await upsertNode(this.deps.db, {
           nodeId: hello.node_id,
@@ -176,7 +192,116 @@ export class ControlServer {
     return session;
   }
 
-  private async onAck(s: Session, ack: Ack): Promise<void> {
+  /** Forgets a session (its stream ended). */
+  detach(session: Session): void {
+    if (this.sessions.get(session.nodeId) !== session) return;
+    this.sessions.delete(session.nodeId);
+    void markNode(this.deps.db, session.nodeId, "offline").catch(() => {});
+    this.deps.log.info({ node: session.nodeId }, "runner disconnected");
+  }
+
+  async onHeartbeat(s: Session, hb: Heartbeat): Promise<void> {
+    s.lastHeartbeatMs = this.now();
+    const wasOffline = s.offline;
+    s.offline = false;
+    await touchNode(this.deps.db, s.nodeId).catch((err) =>
+      this.deps.log.warn({ err }, "heartbeat not recorded"),
+    );
+    const desired = await this.desiredFor(s);
+    if (wasOffline) {
+      // Back online: catch up on whatever it missed.
+      await this.enqueueSend(() => this.sendDesired(s, desired));
+      return;
+    }
+    const held = new Set(hb.inventory.map((i) => `${i.function_id}@${i.version}`));
+    const missing = desired.functions.filter((f) => !held.has(`${f.function_id}@${f.version}`));
+    if (
+      missing.length === 0 ||
+      s.driftGeneration === desired.generation ||
+      s.ackedGeneration < Number(desired.generation)
+    ) {
+      return; // in step, already corrected for this generation, or still converging on it
+    }
+    s.driftGeneration = desired.generation;
+    this.deps.log.warn(
+      { node: s.nodeId, missing: missing.map((f) => f.name) },
+      "runner drifted; resending its desired state",
+    );
+    await audit(this.deps.db, {
+      actor: "system",
+      trigger: "drift",
+      commitSha: null,
+      projectId: null,
+      objectKind: "node",
+      objectId: s.nodeId,
+      action: "resync",
+      before: {
+        missing: missing.map((f) => ({ function: f.name, function_id: f.function_id, version: f.version })),
+      },
+      after: { generation: desired.generation },
+    });
+    s.sentGeneration = "";
+    await this.enqueueSend(() => this.sendDesired(s, desired));
+  }
+
+  private enqueueSend(fn: () => Promise<void>): Promise<void> {
+    this.sending = this.sending.then(fn).catch((err) => this.deps.log.error({ err }, "send failed"));
+    return this.sending;
+  }
+
+  private desiredFor(s: Session): Promise<DesiredState> {
+    return desiredStateFor(this.deps.db, s.labels, this.deps.artifactUrl);
+  }
+
+  private async sendDesired(s: Session, known?: DesiredState): Promise<void> {
+    try {
+      const desired = known ?? (await this.desiredFor(s));
+      if (desired.generation === s.sentGeneration) return;
+      s.sentGeneration = desired.generation;
+      s.sink.write({ desired });
+    } catch (err) {
+      this.deps.log.error({ err, node: s.nodeId }, "could not send desired state");
+    }
+  }
+
+  private accept(call: ServerConnectStream): void {
+    let session: Session | null = null;
+    const helloTimer = setTimeout(() => {
+      if (!session) call.destroy(new Error("no hello within 10 s"));
+    }, HELLO_TIMEOUT_MS);
+
+    call.on("data", (msg: RunnerMessage) => {
+      if ("hello" in msg && msg.hello) {
+        clearTimeout(helloTimer);
+        if (session) return; // a second hello on one stream is ignored
+        const hello = msg.hello;
+        if (!NODE_ID.test(hello.node_id) || !hello.pop) {
+          call.destroy(new Error("hello needs a node_id ([A-Za-z0-9._-], ≤128) and a pop"));
+          return;
+        }
+        session = this.attach(call, hello, call.getPeer().replace(/:\d+$/, ""));
+      } else if (session && "ack" in msg && msg.ack) {
+        void this.onAck(session, msg.ack);
+      } else if (session && "heartbeat" in msg && msg.heartbeat) {
+        void this.onHeartbeat(session, msg.heartbeat).catch((err) =>
+          this.deps.log.warn({ err }, "heartbeat failed"),
+        );
+      }
+    });
+    const close = () => {
+      clearTimeout(helloTimer);
+      if (session) this.detach(session);
+      session = null;
+    };
+    call.on("end", () => {
+      close();
+      call.end();
+    });
+    call.on("error", close);
+    call.on("cancelled", close);
+  }
+
+  async onAck(s: Session, ack: Ack): Promise<void> {
     const generation = Number(ack.generation) || 0;
     s.ackedGeneration = Math.max(s.ackedGeneration, generation);
     try {
@@ -184,7 +309,8 @@ export class ControlServer {
     } catch (err) {
       this.deps.log.warn({ err, node: s.nodeId }, "ack not recorded");
     }
-    for (const wake of this.ackWaiters) wake();
+    const waiters = [...this.ackWaiters];
     this.ackWaiters.clear();
+    for (const wake of waiters) wake();
   }
 }

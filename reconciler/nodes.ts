@@ -24,6 +24,11 @@ export async function upsertNode(db: Db, n: NodeHello): Promise<void> {
   );
 }
 
+/** Seed Property 14: a node whose last heartbeat is at least offlineAfterMs old is offline. */
+export function isOffline(lastHeartbeatMs: number, nowMs: number, offlineAfterMs: number): boolean {
+  return nowMs - lastHeartbeatMs >= offlineAfterMs;
+}
+
 export async function markNode(db: Db, nodeId: string, status: "online" | "offline"): Promise<void> {
   await db.query("UPDATE nodes SET status = $2, updated_at = now() WHERE id = $1", [nodeId, status]);
 }

@@ -1,24 +1,27 @@
-// The reconcile loop of one control plane: queue → checkout → load manifests → plan → build →
-// apply (one transaction) → notify runners. At most one reconcile per project runs at a time
-// in this process (and applyPlan's advisory lock covers other replicas); a newer request
-// supersedes a queued older one, which is recorded as superseded rather than dropped.
+// The reconcile loop: queue → checkout → load manifests → plan → build → apply (one
+// transaction) → hooks (rollout to runners, status reporting). The queue lives in the database
+// so that control-plane replicas share it; see Reconciler below.
 
 import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
 import path from "node:path";
 import { type ArtifactStore, artifactKey, buildFunction, hashSourceTree } from "../builder/index.ts";
-import { EdgeError } from "../lib/errors.ts";
+import { EdgeError, type ErrorDetail } from "../lib/errors.ts";
 import { canonicalJson, sha256Hex } from "../lib/hash.ts";
 import type { Logger } from "../lib/log.ts";
-import { type LoadedFunction, loadManifests } from "../schema/index.ts";
+import { type LoadedFunction, loadManifests, type ProjectSpec } from "../schema/index.ts";
 import type { Db } from "./db.ts";
+import { releaseLease, renewLease, tryLease } from "./leases.ts";
 import { normalizeRoutes, type Plan, plan } from "./plan.ts";
 import {
-  createReconciliation,
+  type ClaimedReconciliation,
+  claimNewest,
+  countQueued,
+  enqueueReconciliation,
   getReconciliation,
   markFailed,
-  markRunning,
-  markSuperseded,
   type ReconciliationRow,
+  setCommit,
 } from "./reconciliations.ts";
 import type { ProjectSource } from "./source.ts";
 import { applyPlan, type BuiltArtifact, type DesiredFunctionDetail, loadStoredState } from "./state.ts";
@@ -36,111 +39,187 @@ export interface ManagedProject {
   source: ProjectSource;
 }
 
-interface Queued extends ReconcileRequest {
+/** What a finished reconcile tells the rest of the control plane (rollout, status reporting). */
+export interface ReconcileFinished {
   id: string;
+  project: ManagedProject;
+  commit: string | null;
+  status: "succeeded" | "failed";
+  /** The new generation, or null when nothing changed (or the reconcile failed). */
+  generation: number | null;
+  plan: Plan | null;
+  error: { code: string; message: string; details?: ErrorDetail[] } | null;
+  /** The Project document of the reconciled commit, when it loaded. */
+  projectSpec: ProjectSpec | null;
 }
 
-interface ProjectQueue {
-  running: boolean;
-  pending: Queued | null;
+export interface ReconcilerHooks {
+  /** The reconcile resolved its commit and is about to load and build it. */
+  started?(r: { id: string; project: ManagedProject; commit: string }): void;
+  finished?(r: ReconcileFinished): void;
 }
 
 export interface ReconcilerDeps {
   db: Db;
   store: ArtifactStore;
   log: Logger;
-  /** Called after a commit that changed desired state, with the new generation. */
-  onApplied: (generation: number) => void;
+  hooks?: ReconcilerHooks;
+  /** How long a project lease lasts without renewal. Default 60 s. */
+  leaseTtlMs?: number;
+  /** How often a replica retries a lease another replica holds. Default 250 ms. */
+  leaseRetryMs?: number;
 }
 
 const TERMINAL = new Set(["succeeded", "failed", "superseded"]);
 
+/**
+ * Runs reconciles. Requests are rows in `reconciliations`; any replica may enqueue, and the one
+ * holding the project's lease claims the newest queued row and runs it. So at most one
+ * reconcile per project runs at a time across replicas, and a newer request supersedes an
+ * older queued one wherever either arrived.
+ */
 export class Reconciler {
   private readonly projects = new Map<string, ManagedProject>();
-  private readonly queues = new Map<string, ProjectQueue>();
-  private readonly finished = new Map<string, (() => void)[]>();
+  private readonly loops = new Map<string, { running: boolean; again: boolean }>();
+  private readonly wakeups = new Set<() => void>();
+  /** This replica's name in leases and in reconciliations.runner. */
+  readonly holder = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  private readonly leaseTtlMs: number;
+  private readonly leaseRetryMs: number;
+  private stopped = false;
 
-  constructor(private readonly deps: ReconcilerDeps) {}
+  constructor(private readonly deps: ReconcilerDeps) {
+    this.leaseTtlMs = deps.leaseTtlMs ?? 60_000;
+    this.leaseRetryMs = deps.leaseRetryMs ?? 250;
+  }
 
   addProject(p: ManagedProject): void {
     this.projects.set(p.name, p);
-    this.queues.set(p.name, { running: false, pending: null });
+    this.loops.set(p.name, { running: false, again: false });
   }
 
   project(name: string): ManagedProject | undefined {
     return this.projects.get(name);
   }
 
-  /** Queues a reconcile and returns its id at once; the reconcile runs in the background. */
+  projectList(): ManagedProject[] {
+    return [...this.projects.values()];
+  }
+
+  /** Queues a reconcile and returns its id at once; it runs in the background. */
   async enqueue(projectName: string, req: ReconcileRequest): Promise<string> {
     const project = this.projects.get(projectName);
-    const queue = this.queues.get(projectName);
-    if (!project || !queue) throw new Error(`unknown project ${projectName}`);
+    if (!project) throw new Error(`unknown project ${projectName}`);
     const id = randomUUID();
-    await createReconciliation(this.deps.db, {
+    await enqueueReconciliation(this.deps.db, {
       id,
       projectId: project.id,
       commitSha: req.commit,
       trigger: req.trigger,
       actor: req.actor,
     });
-    if (queue.pending) {
-      await markSuperseded(this.deps.db, queue.pending.id, id);
-      this.settle(queue.pending.id);
-    }
-    queue.pending = { id, ...req };
-    this.drain(project, queue);
+    this.wake();
+    this.kick(project);
     return id;
   }
 
   /** Resolves with the reconciliation once it has finished (succeeded, failed or superseded). */
-  async wait(id: string): Promise<ReconciliationRow> {
+  async wait(id: string, timeoutMs = 120_000): Promise<ReconciliationRow> {
+    const deadline = Date.now() + timeoutMs;
     for (;;) {
       const row = await getReconciliation(this.deps.db, id);
       if (!row) throw new Error(`no reconciliation ${id}`);
       if (TERMINAL.has(row.status)) return row;
+      if (Date.now() > deadline)
+        throw new Error(`reconciliation ${id} still ${row.status} after ${timeoutMs} ms`);
+      // Woken by this replica's progress, or polling for another replica's.
       await new Promise<void>((resolve) => {
-        const list = this.finished.get(id) ?? [];
-        list.push(resolve);
-        this.finished.set(id, list);
+        const timer = setTimeout(done, 200);
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.wakeups.add(done);
       });
     }
   }
 
-  /** Resolves when no reconcile is running or queued. */
+  /** Resolves when this replica runs no reconcile loop. */
   async idle(): Promise<void> {
-    while ([...this.queues.values()].some((q) => q.running || q.pending))
-      await new Promise((r) => setTimeout(r, 20));
+    while ([...this.loops.values()].some((l) => l.running)) await sleep(20);
   }
 
-  private settle(id: string): void {
-    for (const resolve of this.finished.get(id) ?? []) resolve();
-    this.finished.delete(id);
+  /** Stops claiming new work; running reconciles finish. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.idle();
   }
 
-  private drain(project: ManagedProject, queue: ProjectQueue): void {
-    if (queue.running || !queue.pending) return;
-    const next = queue.pending;
-    queue.pending = null;
-    queue.running = true;
-    this.run(project, next)
-      .catch((err) => this.deps.log.error({ err, reconcile_id: next.id }, "reconcile crashed"))
+  private wake(): void {
+    const pending = [...this.wakeups];
+    this.wakeups.clear();
+    for (const w of pending) w();
+  }
+
+  private kick(project: ManagedProject): void {
+    const loop = this.loops.get(project.name)!;
+    if (loop.running) {
+      loop.again = true;
+      return;
+    }
+    loop.running = true;
+    this.drain(project, loop)
+      .catch((err) => this.deps.log.error({ err, project: project.name }, "reconcile loop failed"))
       .finally(() => {
-        queue.running = false;
-        this.settle(next.id);
-        this.drain(project, queue);
+        loop.running = false;
+        this.wake();
       });
   }
 
-  private async run(project: ManagedProject, req: Queued): Promise<void> {
-    const { db, store } = this.deps;
+  /** Runs queued reconciles of one project until none is left, holding its lease meanwhile. */
+  private async drain(project: ManagedProject, loop: { again: boolean }): Promise<void> {
+    const { db } = this.deps;
+    while (!this.stopped) {
+      loop.again = false;
+      if ((await countQueued(db, project.id)) === 0) {
+        if (loop.again) continue;
+        return;
+      }
+      if (!(await tryLease(db, project.id, this.holder, this.leaseTtlMs))) {
+        await sleep(this.leaseRetryMs); // another replica is reconciling this project
+        continue;
+      }
+      const renew = setInterval(() => {
+        void renewLease(db, project.id, this.holder, this.leaseTtlMs).catch(() => {});
+      }, this.leaseTtlMs / 3);
+      try {
+        const claimed = await claimNewest(db, project.id, this.holder);
+        if (claimed) {
+          this.wake();
+          await this.run(project, claimed);
+        }
+      } finally {
+        clearInterval(renew);
+        await releaseLease(db, project.id, this.holder).catch(() => {});
+        this.wake();
+      }
+    }
+  }
+
+  private async run(project: ManagedProject, req: ClaimedReconciliation): Promise<void> {
+    const { db, store, hooks } = this.deps;
     const log = this.deps.log.child({ reconcile_id: req.id, project: project.name });
     const started = performance.now();
     let planned: Plan | null = null;
+    let commit: string | null = req.commit_sha;
+    let projectSpec: ProjectSpec | null = null;
     try {
-      const checkout = await project.source.checkout(req.commit);
-      await markRunning(db, req.id, checkout.commit);
+      const checkout = await project.source.checkout(req.commit_sha);
+      commit = checkout.commit;
+      if (req.commit_sha !== checkout.commit) await setCommit(db, req.id, checkout.commit);
+      hooks?.started?.({ id: req.id, project, commit });
       const manifests = await loadManifests(checkout.dir);
+      projectSpec = manifests.project?.spec ?? null;
       if (manifests.project && manifests.project.metadata.name !== project.name) {
         log.warn(
           { manifest_project: manifests.project.metadata.name },
@@ -204,6 +283,7 @@ export class Reconciler {
         basedOn: stored.functions.map((f) => f.functionId),
         desired,
         builds,
+        projectSpec,
         result: { builds: buildLog, manifests: manifests.files },
         durationMs: performance.now() - started,
       });
@@ -216,7 +296,16 @@ export class Reconciler {
         },
         "reconciled",
       );
-      if (generation !== null) this.deps.onApplied(generation);
+      hooks?.finished?.({
+        id: req.id,
+        project,
+        commit,
+        status: "succeeded",
+        generation,
+        plan: planned,
+        error: null,
+        projectSpec,
+      });
     } catch (err) {
       const e =
         err instanceof EdgeError
@@ -224,9 +313,21 @@ export class Reconciler {
           : { code: "EDGE_ERR_INTERNAL", message: (err as Error).message };
       log.warn({ err, code: e.code }, "reconcile failed; nothing applied");
       await markFailed(db, req.id, e, planned, performance.now() - started);
+      hooks?.finished?.({
+        id: req.id,
+        project,
+        commit,
+        status: "failed",
+        generation: null,
+        plan: planned,
+        error: e,
+        projectSpec,
+      });
     }
   }
 }
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Desired state of one function: its manifest settings plus the hashes that decide rebuilds. */
 async function describe(repoDir: string, fn: LoadedFunction): Promise<DesiredFunctionDetail> {

@@ -21,6 +21,8 @@ export interface ProjectSource {
   readonly kind: "git" | "directory";
   /** Checks out `commit`, or the branch head when null. */
   checkout(commit: string | null): Promise<Checkout>;
+  /** The commit the branch head points at now, without checking it out (for polling). */
+  head(): Promise<string>;
 }
 
 const SHA = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
@@ -52,19 +54,34 @@ export class GitSource implements ProjectSource {
       await git.raw(["clean", "-ffdxq"]);
       return { dir: path.resolve(this.workDir), commit: sha };
     } catch (err) {
-      if ((err as { code?: string }).code === "EDGE_ERR_GIT_FETCH") throw err;
-      const why =
-        String((err as Error).message)
-          .split("\n")
-          .filter(Boolean)
-          .slice(-1)[0] ?? "unknown error";
-      throw edgeError(
-        "EDGE_ERR_GIT_FETCH",
-        `could not fetch ${commit ?? this.branch} from the project's repository: ${why}`,
-        undefined,
-        err,
-      );
+      throw this.fetchError(commit, err);
     }
+  }
+
+  async head(): Promise<string> {
+    try {
+      const out = await simpleGit().listRemote([this.repoUrl, `refs/heads/${this.branch}`]);
+      const sha = out.split(/\s+/)[0] ?? "";
+      if (!SHA.test(sha)) throw new Error(`branch ${this.branch} not found`);
+      return sha;
+    } catch (err) {
+      throw this.fetchError(null, err);
+    }
+  }
+
+  private fetchError(commit: string | null, err: unknown): Error {
+    if ((err as { code?: string }).code === "EDGE_ERR_GIT_FETCH") return err as Error;
+    const why =
+      String((err as Error).message)
+        .split("\n")
+        .filter(Boolean)
+        .slice(-1)[0] ?? "unknown error";
+    return edgeError(
+      "EDGE_ERR_GIT_FETCH",
+      `could not fetch ${commit ?? this.branch} from the project's repository: ${why}`,
+      undefined,
+      err,
+    );
   }
 }
 
@@ -73,7 +90,10 @@ export class DirectorySource implements ProjectSource {
   constructor(readonly dir: string) {}
 
   async checkout(): Promise<Checkout> {
-    const dir = path.resolve(this.dir);
-    return { dir, commit: `dir-${(await hashSourceTree(dir)).slice(0, 12)}` };
+    return { dir: path.resolve(this.dir), commit: await this.head() };
+  }
+
+  async head(): Promise<string> {
+    return `dir-${(await hashSourceTree(path.resolve(this.dir))).slice(0, 12)}`;
   }
 }

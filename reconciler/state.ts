@@ -95,6 +95,8 @@ export interface ApplyInput {
   basedOn: string[];
   desired: Map<string, DesiredFunctionDetail>;
   builds: Map<string, BuiltArtifact>;
+  /** The commit's Project document (kept so notification targets outlive a bad commit). */
+  projectSpec?: unknown;
   result: Record<string, unknown>;
   durationMs: number;
 }
@@ -141,10 +143,16 @@ export async function applyPlan(db: Db, input: ApplyInput): Promise<number | nul
         Math.round(input.durationMs),
       ],
     );
-    await tx.query("UPDATE projects SET last_commit = $2, updated_at = now() WHERE id = $1", [
-      input.projectId,
-      input.commitSha,
-    ]);
+    await tx.query(
+      "UPDATE projects SET last_commit = $2, spec = coalesce($3, spec), updated_at = now() WHERE id = $1",
+      [
+        input.projectId,
+        input.commitSha,
+        input.projectSpec === undefined || input.projectSpec === null
+          ? null
+          : JSON.stringify(input.projectSpec),
+      ],
+    );
     return generation;
   });
 }

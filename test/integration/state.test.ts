@@ -25,6 +25,7 @@ const project = (name: string): CompiledProject => ({
   fullName: null,
   branch: "main",
   webhookSecret: null,
+  notificationSecret: null,
 });
 
 function fn(name: string, over: Partial<DesiredFunctionDetail> = {}): DesiredFunctionDetail {
