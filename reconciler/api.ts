@@ -13,6 +13,7 @@ import type { Db } from "./db.ts";
 import { listProjects } from "./projects.ts";
 import type { Reconciler } from "./reconcile.ts";
 import { getReconciliation, listReconciliations } from "./reconciliations.ts";
+import { getFunctionVersion } from "./state.ts";
 import { createWebhookHandler } from "./webhook.ts";
 
 export interface ApiDeps {
@@ -93,6 +94,11 @@ export function createApi(deps: ApiDeps): Koa {
           WHERE d.active ORDER BY p.name, f.name`,
       ),
     };
+  });
+  router.get("/api/v1/functions/:id", async (ctx) => {
+    const row = await getFunctionVersion(db, ctx.params.id!);
+    if (!row) throw edgeError("EDGE_ERR_API_NOT_FOUND", `no function version ${ctx.params.id}`);
+    ctx.body = row;
   });
   router.get("/api/v1/routes", async (ctx) => {
     ctx.body = {

@@ -294,3 +294,52 @@ async function replaceRoutes(
   }
   return normalizeRoutes(before);
 }
+
+export interface FunctionVersionRow {
+  id: string;
+  project: string;
+  name: string;
+  version: number;
+  runtime: string;
+  abi: string;
+  language: string;
+  entrypoint: string;
+  artifact_key: string;
+  sha256: string;
+  size_bytes: number;
+  memory_pages: number;
+  max_execution_ms: number;
+  max_request_bytes: number;
+  max_instances: number;
+  env: Record<string, string>;
+  capabilities: Record<string, boolean>;
+  labels: Record<string, string>;
+  pop_selector: string;
+  source_path: string;
+  source_hash: string;
+  config_hash: string;
+  commit_sha: string | null;
+  created_at: string;
+  active: boolean;
+  routes: { host: string; path: string; methods: string; priority: number }[];
+}
+
+/** One immutable function version with whether it is the active one and its current routes. */
+export async function getFunctionVersion(q: Queryable, id: string): Promise<FunctionVersionRow | null> {
+  if (!/^[0-9a-f-]{36}$/i.test(id)) return null;
+  const [row] = await q.query<Omit<FunctionVersionRow, "routes">>(
+    `SELECT f.id, p.name AS project, f.name, f.version, f.runtime, f.abi, f.language, f.entrypoint, f.artifact_key,
+            trim(f.sha256) AS sha256, f.size_bytes, f.memory_pages, f.max_execution_ms, f.max_request_bytes,
+            f.max_instances, f.env, f.capabilities, f.labels, f.pop_selector, f.source_path, trim(f.source_hash) AS source_hash,
+            trim(f.config_hash) AS config_hash, f.commit_sha, f.created_at,
+            EXISTS (SELECT 1 FROM deployments d WHERE d.function_id = f.id AND d.active) AS active
+       FROM functions f JOIN projects p ON p.id = f.project_id WHERE f.id = $1`,
+    [id],
+  );
+  if (!row) return null;
+  const routes = await q.query<FunctionVersionRow["routes"][number]>(
+    "SELECT host, path, methods, priority FROM routes WHERE function_id = $1 ORDER BY host, path, priority",
+    [id],
+  );
+  return { ...row, routes };
+}

@@ -3,99 +3,19 @@
 
 import { randomUUID } from "node:crypto";
 import test from "ava";
-import type { CompiledProject } from "../../reconciler/config.ts";
 import { migrate } from "../../reconciler/db.ts";
 import { desiredStateFor } from "../../reconciler/nodes.ts";
-import { type DesiredFunction, plan } from "../../reconciler/plan.ts";
+import { plan } from "../../reconciler/plan.ts";
 import { registerProject } from "../../reconciler/projects.ts";
 import { createReconciliation } from "../../reconciler/reconciliations.ts";
-import {
-  applyPlan,
-  type BuiltArtifact,
-  type DesiredFunctionDetail,
-  loadStoredState,
-  StaleStateError,
-} from "../../reconciler/state.ts";
+import { applyPlan, loadStoredState, StaleStateError } from "../../reconciler/state.ts";
 import { backends } from "../helpers/db.ts";
-
-const project = (name: string): CompiledProject => ({
-  name,
-  repo: `/srv/${name}.git`,
-  source: "git",
-  fullName: null,
-  branch: "main",
-  webhookSecret: null,
-  notificationSecret: null,
-});
-
-function fn(name: string, over: Partial<DesiredFunctionDetail> = {}): DesiredFunctionDetail {
-  return {
-    name,
-    sourceHash: "a".repeat(64),
-    configHash: "b".repeat(64),
-    routes: [{ host: `${name}.example.com`, path: "/*", methods: "", priority: 0 }],
-    runtime: "wasm",
-    abi: "edge-v1",
-    language: "assemblyscript",
-    entrypoint: "index.ts",
-    sourcePath: name,
-    memoryPages: 16,
-    maxExecutionMs: 50,
-    maxRequestBytes: 1024,
-    maxInstances: 4,
-    env: { GREETING: "hi" },
-    capabilities: { clock: false, random: false },
-    labels: {},
-    popSelector: "",
-    ...over,
-  };
-}
+import { fn, project, projectReconciler } from "../helpers/state.ts";
 
 for (const backend of backends) {
   const setup = async () => {
     const tdb = await backend.open();
-    const projectId = await registerProject(tdb.db, project("acme"));
-    /** Plans desired against what is stored, builds fake artifacts for new versions, applies. */
-    const reconcile = async (desired: DesiredFunctionDetail[], commit: string) => {
-      const stored = await loadStoredState(tdb.db, projectId);
-      const p = plan(desired as DesiredFunction[], stored.functions);
-      const builds = new Map<string, BuiltArtifact>();
-      for (const c of p.changes) {
-        if (c.action !== "create" && c.action !== "update") continue;
-        const functionId = randomUUID();
-        const version = (stored.maxVersion.get(c.name) ?? 0) + 1;
-        builds.set(c.name, {
-          functionId,
-          version,
-          artifactKey: `functions/${functionId}/${version}.wasm`,
-          sha256: "c".repeat(64),
-          size: 10,
-        });
-      }
-      const reconciliationId = randomUUID();
-      await createReconciliation(tdb.db, {
-        id: reconciliationId,
-        projectId,
-        commitSha: commit,
-        trigger: "push",
-        actor: "test",
-      });
-      const generation = await applyPlan(tdb.db, {
-        projectId,
-        reconciliationId,
-        commitSha: commit,
-        trigger: "push",
-        actor: "test",
-        plan: p,
-        basedOn: stored.functions.map((f) => f.functionId),
-        desired: new Map(desired.map((d) => [d.name, d])),
-        builds,
-        result: {},
-        durationMs: 1,
-      });
-      return { plan: p, generation, builds };
-    };
-    return { ...tdb, projectId, reconcile };
+    return { ...tdb, ...(await projectReconciler(tdb.db)) };
   };
 
   test.serial(
