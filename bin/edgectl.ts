@@ -5,6 +5,8 @@
 //   edgectl control-plane          the control plane (config file or flags; PostgreSQL or PGlite)
 //   edgectl runner                 an edge runner connected to a control plane
 //   edgectl validate [dir]         check the manifests of a repository; exit 1 with file:line:col errors
+//   edgectl reconcile <project>    queue a reconcile of the branch head through the API (--wait to follow it)
+//   edgectl audit                  read the audit log through the API, with filters
 
 import { watch } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -27,6 +29,10 @@ commands:
   runner             run an edge runner: --control host:port --node-id ID --pop POP [--label k=v]…
                      --port 8080 --cache-dir DIR --insecure
   validate [dir]     validate the manifests of a repository (default: .)
+  reconcile <name>   reconcile a project's branch head now: --wait, --api URL
+  audit              the audit log: --project P --function F --commit SHA --since T --until T
+                     --limit N --json, --api URL
+API commands talk to --api (default $EDGE_API_URL or http://127.0.0.1:8081).
 `;
 
 export async function main(argv: string[]): Promise<number> {
@@ -41,6 +47,10 @@ export async function main(argv: string[]): Promise<number> {
         return await runner(rest);
       case "validate":
         return await validate(rest);
+      case "reconcile":
+        return await reconcileCommand(rest);
+      case "audit":
+        return await auditCommand(rest);
       case undefined:
       case "help":
       case "--help":
@@ -245,5 +255,106 @@ async function runner(args: string[]): Promise<number> {
   const { httpPort } = await node.start();
   process.stderr.write(`edge runner ${values["node-id"]} (${values.pop}) serving on :${httpPort}\n`);
   await onShutdown(() => node.stop());
+  return 0;
+}
+
+const apiBase = (flag: string | undefined) =>
+  (flag ?? process.env.EDGE_API_URL ?? "http://127.0.0.1:8081").replace(/\/$/, "");
+
+/** Calls the control plane's API; an error response becomes an EdgeError-shaped message. */
+async function api<T>(base: string, method: string, urlPath: string): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(`${base}${urlPath}`, { method });
+  } catch (err) {
+    throw new Error(
+      `cannot reach the control plane at ${base}: ${(err as Error).cause ?? (err as Error).message}`,
+    );
+  }
+  const body = (await res.json().catch(() => ({}))) as T & { error?: { code: string; message: string } };
+  if (!res.ok) throw new Error(`${body.error?.code ?? res.status}: ${body.error?.message ?? res.statusText}`);
+  return body;
+}
+
+async function reconcileCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { api: { type: "string" }, wait: { type: "boolean", default: false } },
+  });
+  const project = positionals[0];
+  if (!project) throw new Error("usage: edgectl reconcile <project> [--wait]");
+  const base = apiBase(values.api);
+  const { reconciliation } = await api<{ reconciliation: string }>(
+    base,
+    "POST",
+    `/api/v1/projects/${encodeURIComponent(project)}/reconcile`,
+  );
+  process.stdout.write(`queued reconciliation ${reconciliation}\n`);
+  if (!values.wait) return 0;
+  for (;;) {
+    const row = await api<{
+      status: string;
+      commit_sha: string | null;
+      error: { code: string; message: string; details?: { where?: string; message: string }[] } | null;
+      plan: { changes: { action: string; name: string; reason: string }[] } | null;
+    }>(base, "GET", `/api/v1/reconciliations/${reconciliation}`);
+    if (row.status === "queued" || row.status === "running") {
+      await new Promise((r) => setTimeout(r, 250));
+      continue;
+    }
+    process.stdout.write(`${row.status} at ${row.commit_sha ?? "?"}\n`);
+    for (const c of row.plan?.changes ?? [])
+      process.stdout.write(`  ${c.action.padEnd(7)} ${c.name} (${c.reason})\n`);
+    if (row.error) {
+      process.stderr.write(`${row.error.code}: ${row.error.message}\n`);
+      for (const d of row.error.details ?? [])
+        process.stderr.write(`  ${d.where ? `${d.where}: ` : ""}${d.message}\n`);
+    }
+    return row.status === "succeeded" ? 0 : 1;
+  }
+}
+
+async function auditCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      api: { type: "string" },
+      project: { type: "string" },
+      function: { type: "string" },
+      commit: { type: "string" },
+      since: { type: "string" },
+      until: { type: "string" },
+      limit: { type: "string" },
+      json: { type: "boolean", default: false },
+    },
+  });
+  const query = new URLSearchParams();
+  for (const key of ["project", "function", "commit", "since", "until", "limit"] as const) {
+    if (values[key]) query.set(key, values[key]!);
+  }
+  const { audit } = await api<{
+    audit: {
+      at: string;
+      actor: string;
+      trigger: string;
+      commit_sha: string | null;
+      project: string | null;
+      object_kind: string;
+      object_id: string;
+      action: string;
+      after: unknown;
+    }[];
+  }>(apiBase(values.api), "GET", `/api/v1/audit?${query}`);
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(audit, null, 2)}\n`);
+    return 0;
+  }
+  for (const a of audit) {
+    const version = (a.after as { version?: number } | null)?.version;
+    process.stdout.write(
+      `${new Date(a.at).toISOString()}  ${(a.project ?? "-").padEnd(10)} ${a.action.padEnd(7)} ${a.object_kind}/${a.object_id}${version ? `@v${version}` : ""}  ${a.trigger} by ${a.actor}  ${a.commit_sha?.slice(0, 12) ?? ""}\n`,
+    );
+  }
   return 0;
 }

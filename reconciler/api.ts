@@ -7,7 +7,7 @@ import Koa from "koa";
 import type { ArtifactStore } from "../builder/index.ts";
 import { edgeError, toHttpError } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
-import { listAudit } from "./audit.ts";
+import { type AuditFilter, listAudit } from "./audit.ts";
 import type { CompiledProject } from "./config.ts";
 import type { Db } from "./db.ts";
 import { listProjects } from "./projects.ts";
@@ -125,15 +125,31 @@ export function createApi(deps: ApiDeps): Koa {
     };
   });
   router.get("/api/v1/audit", async (ctx) => {
-    const str = (v: unknown) => (typeof v === "string" && v ? v : undefined);
-    ctx.body = {
-      audit: await listAudit(db, {
-        ...(str(ctx.query.project) ? { project: str(ctx.query.project)! } : {}),
-        ...(str(ctx.query.function) ? { objectId: str(ctx.query.function)! } : {}),
-        ...(str(ctx.query.commit) ? { commit: str(ctx.query.commit)! } : {}),
-        ...(str(ctx.query.limit) ? { limit: Number(ctx.query.limit) } : {}),
-      }),
+    const str = (name: string) => {
+      const v = ctx.query[name];
+      return typeof v === "string" && v ? v : undefined;
     };
+    const time = (name: string) => {
+      const v = str(name);
+      if (v !== undefined && Number.isNaN(Date.parse(v))) {
+        throw edgeError("EDGE_ERR_API_BAD_REQUEST", `${name}: expected an ISO 8601 time, got "${v}"`, [
+          { where: `query.${name}`, message: "expected an ISO 8601 time such as 2026-11-26T12:00:00Z" },
+        ]);
+      }
+      return v;
+    };
+    const limit = str("limit");
+    if (limit !== undefined && !/^\d+$/.test(limit)) {
+      throw edgeError("EDGE_ERR_API_BAD_REQUEST", `limit: expected a positive integer, got "${limit}"`);
+    }
+    const filter: AuditFilter = {};
+    if (str("project")) filter.project = str("project")!;
+    if (str("function")) filter.objectId = str("function")!;
+    if (str("commit")) filter.commit = str("commit")!;
+    if (time("since")) filter.since = time("since")!;
+    if (time("until")) filter.until = time("until")!;
+    if (limit) filter.limit = Number(limit);
+    ctx.body = { audit: await listAudit(db, filter) };
   });
   // Artifact downloads for runners when the local directory store is in use.
   router.get("/artifacts/functions/:id/:file", async (ctx) => {

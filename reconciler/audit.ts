@@ -37,8 +37,13 @@ export async function audit(q: Queryable, e: AuditEntry): Promise<void> {
 
 export interface AuditFilter {
   project?: string;
+  /** Function name (or node id, for drift rows). */
   objectId?: string;
   commit?: string;
+  /** Rows at or after this time (ISO 8601). */
+  since?: string;
+  /** Rows before this time (ISO 8601). */
+  until?: string;
   limit?: number;
 }
 
@@ -56,6 +61,14 @@ export async function listAudit(q: Queryable, f: AuditFilter = {}): Promise<Reco
   if (f.commit) {
     params.push(f.commit);
     where.push(`a.commit_sha = $${params.length}`);
+  }
+  if (f.since) {
+    params.push(f.since);
+    where.push(`a.at >= $${params.length}::timestamptz`);
+  }
+  if (f.until) {
+    params.push(f.until);
+    where.push(`a.at < $${params.length}::timestamptz`);
   }
   params.push(Math.min(Math.max(f.limit ?? 100, 1), 1000));
   return q.query(
