@@ -341,7 +341,7 @@ async function describe(repoDir: string, fn: LoadedFunction): Promise<DesiredFun
     abi: spec.abi,
     limits: spec.limits,
     env: spec.env ?? {},
-    capabilities: spec.capabilities ?? {},
+    capabilities: spec.capabilities,
     labels: metadata.labels ?? {},
     placement: spec.placement?.pops ?? "",
   };
@@ -367,7 +367,7 @@ async function describe(repoDir: string, fn: LoadedFunction): Promise<DesiredFun
     maxRequestBytes: spec.limits.maxRequestBytes,
     maxInstances: spec.limits.maxInstances,
     env: spec.env ?? {},
-    capabilities: { clock: false, random: false, ...spec.capabilities },
+    capabilities: spec.capabilities,
     labels: metadata.labels ?? {},
     popSelector: spec.placement?.pops ?? "",
   };

@@ -1,59 +1,32 @@
-// TypeScript shapes of the manifest documents after validation with defaults applied.
-// They mirror edge.schema.json, which is the source of truth: a test validates fixtures of
-// these types against the schema so the two cannot drift silently.
+// TypeScript shapes of the manifest documents after validation with defaults applied, built on
+// the types generated from edge.schema.json (the single source of truth for both).
 
-export type Language = "assemblyscript" | "rust" | "c" | "wat" | "wasm";
-export type Abi = "edge-v1" | "wagi";
-export type Runtime = "wasm" | "wasm-aot";
-export type Method = "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS";
+import type * as Written from "./types.generated.ts";
 
-export interface Metadata {
-  name: string;
-  labels?: Record<string, string>;
-}
+// The documents as written are generated from the schema (types.generated.ts); what the loader
+// returns has the schema's defaults applied, so those fields are required here.
 
-export interface ProjectSpec {
-  domains: string[];
-  preview?: { domain: string; pops?: string };
-  notifications?: { url: string; events?: ("reconcile" | "deploy" | "preview")[] }[];
-}
+export type { Metadata, Notification, Preview, ProjectSpec, Source } from "./types.generated.ts";
+export type Language = Written.Source["language"];
+export type Abi = NonNullable<Written.FunctionSpec["abi"]>;
+export type Runtime = NonNullable<Written.FunctionSpec["runtime"]>;
+export type Method = NonNullable<Written.RouteManifest["methods"]>[number];
+export type Limits = Required<Written.Limits>;
+export type Capabilities = Required<Written.Capabilities>;
+export type RouteManifest = Written.RouteManifest & { priority: number };
 
-export interface RouteManifest {
-  host: string;
-  path: string;
-  methods?: Method[];
-  priority: number;
-}
-
-export interface Limits {
-  memoryPages: number;
-  maxExecutionMs: number;
-  maxRequestBytes: number;
-  maxInstances: number;
-}
-
-export interface FunctionSpec {
-  source: { path: string; language: Language; entry?: string };
+export interface FunctionSpec
+  extends Omit<Written.FunctionSpec, "runtime" | "abi" | "limits" | "capabilities" | "routes"> {
   runtime: Runtime;
   abi: Abi;
   limits: Limits;
-  env?: Record<string, string>;
-  capabilities?: { clock: boolean; random: boolean };
+  capabilities: Capabilities;
   routes: RouteManifest[];
-  placement?: { pops?: string };
 }
 
-export interface ProjectManifest {
-  apiVersion: "edgeplane.dev/v1";
-  kind: "Project";
-  metadata: Metadata;
-  spec: ProjectSpec;
-}
+export type ProjectManifest = Written.ProjectManifest;
 
-export interface FunctionManifest {
-  apiVersion: "edgeplane.dev/v1";
-  kind: "Function";
-  metadata: Metadata;
+export interface FunctionManifest extends Omit<Written.FunctionManifest, "spec"> {
   spec: FunctionSpec;
 }
 
