@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import path from "node:path";
 import { type ArtifactStore, artifactKey, buildFunction, hashSourceTree } from "../builder/index.ts";
+import { mapLimit } from "../lib/concurrency.ts";
 import { EdgeError, type ErrorDetail } from "../lib/errors.ts";
 import { canonicalJson, sha256Hex } from "../lib/hash.ts";
 import type { Logger } from "../lib/log.ts";
@@ -226,9 +227,9 @@ export class Reconciler {
           "Project document names another project",
         );
       }
-      const desired = new Map<string, DesiredFunctionDetail>();
-      for (const fn of manifests.functions)
-        desired.set(fn.manifest.metadata.name, await describe(checkout.dir, fn));
+      // Source trees are hashed concurrently: a repository of many functions is mostly file I/O.
+      const described = await mapLimit(manifests.functions, 16, (fn) => describe(checkout.dir, fn));
+      const desired = new Map<string, DesiredFunctionDetail>(described.map((d) => [d.name, d]));
 
       const stored = await loadStoredState(db, project.id);
       planned = plan([...desired.values()], stored.functions);

@@ -7,6 +7,7 @@ import { lstat, readdir, readFile, realpath } from "node:fs/promises";
 import path from "node:path";
 import { Ajv2020, type ErrorObject } from "ajv/dist/2020.js";
 import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseAllDocuments } from "yaml";
+import { mapLimit } from "../lib/concurrency.ts";
 import { type ErrorCode, type ErrorDetail, edgeError } from "../lib/errors.ts";
 import schemaJson from "./edge.schema.json" with { type: "json" };
 import { MAX_ALIAS_COUNT, MAX_MANIFEST_BYTES, MAX_MANIFEST_FILES, MAX_SEARCH_DEPTH } from "./limits.ts";
@@ -55,6 +56,9 @@ interface ParsedDoc {
   locate(segments: (string | number)[], key?: string): SourceLocation;
 }
 
+/** Files read (and realpaths resolved) at once; enough to hide disk latency, few enough for fds. */
+const IO_CONCURRENCY = 16;
+
 class Problems {
   readonly list: { code: ErrorCode; detail: ErrorDetail }[] = [];
   add(code: ErrorCode, where: SourceLocation | string, message: string): void {
@@ -81,8 +85,15 @@ export async function loadManifests(root: string): Promise<ManifestSet> {
     );
   }
   const docs: ParsedDoc[] = [];
-  for (const file of files.slice(0, MAX_MANIFEST_FILES)) {
-    docs.push(...(await parseFile(root, file, problems)));
+  // Files are read and parsed concurrently; each gets its own problem list so that problems
+  // are still reported in file order.
+  const parsed = await mapLimit(files.slice(0, MAX_MANIFEST_FILES), IO_CONCURRENCY, async (file) => {
+    const own = new Problems();
+    return { docs: await parseFile(root, file, own), problems: own };
+  });
+  for (const p of parsed) {
+    docs.push(...p.docs);
+    problems.list.push(...p.problems.list);
   }
   const set = await checkDocuments(root, files, docs, problems);
   if (problems.list.length > 0) throw manifestError(problems);
@@ -229,6 +240,7 @@ async function checkDocuments(
   const functions: LoadedFunction[] = [];
   const firstByName = new Map<string, SourceLocation>();
   const docOf = new Map<LoadedFunction, ParsedDoc>();
+  const pending: { fn: FunctionManifest; doc: ParsedDoc; at: SourceLocation }[] = [];
 
   for (const doc of docs) {
     if (!validateDocument(doc.value)) {
@@ -264,9 +276,20 @@ async function checkDocuments(
       continue;
     }
     firstByName.set(fn.metadata.name, at);
-    const sourceDir = await resolveSourceDir(root, doc, fn.spec.source.path, problems);
-    if (sourceDir === null) continue;
-    const loaded: LoadedFunction = { manifest: fn, location: at, sourceDir };
+    pending.push({ fn, doc, at });
+  }
+
+  const realRoot = await realpath(root);
+  const resolved = await mapLimit(pending, IO_CONCURRENCY, (p) =>
+    resolveSourceDir(root, realRoot, p.doc, p.fn.spec.source.path),
+  );
+  for (const [i, r] of resolved.entries()) {
+    const { fn, doc, at } = pending[i]!;
+    if ("problem" in r) {
+      problems.add("EDGE_ERR_MANIFEST_INVALID", doc.locate(["spec", "source", "path"]), r.problem);
+      continue;
+    }
+    const loaded: LoadedFunction = { manifest: fn, location: at, sourceDir: r.dir };
     functions.push(loaded);
     docOf.set(loaded, doc);
   }
@@ -282,54 +305,32 @@ const fmt = (l: SourceLocation) => `${l.file}:${l.line}:${l.col}`;
 /** source.path is relative to the manifest's directory and must stay inside the repository. */
 async function resolveSourceDir(
   root: string,
+  realRoot: string,
   doc: ParsedDoc,
   sourcePath: string,
-  problems: Problems,
-): Promise<string | null> {
-  const where = doc.locate(["spec", "source", "path"]);
+): Promise<{ dir: string } | { problem: string }> {
   if (path.isAbsolute(sourcePath) || /^[A-Za-z]:/.test(sourcePath)) {
-    problems.add(
-      "EDGE_ERR_MANIFEST_INVALID",
-      where,
-      `spec.source.path: "${sourcePath}" must be relative to the manifest's directory`,
-    );
-    return null;
+    return { problem: `spec.source.path: "${sourcePath}" must be relative to the manifest's directory` };
   }
   const rel = path.posix
     .normalize(path.posix.join(path.posix.dirname(doc.file), sourcePath))
     .replace(/\/$/, "");
   if (rel === ".." || rel.startsWith("../")) {
-    problems.add(
-      "EDGE_ERR_MANIFEST_INVALID",
-      where,
-      `spec.source.path: "${sourcePath}" points outside the repository`,
-    );
-    return null;
+    return { problem: `spec.source.path: "${sourcePath}" points outside the repository` };
   }
   const dir = rel === "." ? "" : rel;
   try {
-    const [realRoot, realDir] = await Promise.all([realpath(root), realpath(path.join(root, dir))]);
+    const realDir = await realpath(path.join(root, dir));
     if (realDir !== realRoot && !realDir.startsWith(realRoot + path.sep)) {
-      problems.add(
-        "EDGE_ERR_MANIFEST_INVALID",
-        where,
-        `spec.source.path: "${sourcePath}" leads outside the repository through a symlink`,
-      );
-      return null;
+      return { problem: `spec.source.path: "${sourcePath}" leads outside the repository through a symlink` };
     }
     if (!(await lstat(realDir)).isDirectory()) {
-      problems.add(
-        "EDGE_ERR_MANIFEST_INVALID",
-        where,
-        `spec.source.path: "${sourcePath}" is not a directory`,
-      );
-      return null;
+      return { problem: `spec.source.path: "${sourcePath}" is not a directory` };
     }
   } catch {
-    problems.add("EDGE_ERR_MANIFEST_INVALID", where, `spec.source.path: "${sourcePath}" does not exist`);
-    return null;
+    return { problem: `spec.source.path: "${sourcePath}" does not exist` };
   }
-  return dir;
+  return { dir };
 }
 
 /** True when host is one of the domains or a subdomain of one ("*.a.com" counts as under "a.com"). */
