@@ -17,6 +17,8 @@ export interface Recorder {
   calls: Recorded[];
   /** Decides the status of each request (default 201). */
   respond: (req: Recorded) => number;
+  /** Milliseconds to wait before answering (default 0). */
+  delay: (req: Recorded) => number;
   close(): Promise<void>;
 }
 
@@ -25,6 +27,7 @@ export async function startRecorder(): Promise<Recorder> {
     url: "",
     calls: [],
     respond: () => 201,
+    delay: () => 0,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
   const server: Server = createServer((req, res) => {
@@ -39,8 +42,10 @@ export async function startRecorder(): Promise<Recorder> {
         at: Date.now(),
       };
       rec.calls.push(call);
-      res.statusCode = rec.respond(call);
-      res.end("{}");
+      setTimeout(() => {
+        res.statusCode = rec.respond(call);
+        res.end("{}");
+      }, rec.delay(call));
     });
   });
   server.listen(0, "127.0.0.1");

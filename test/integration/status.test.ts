@@ -200,3 +200,25 @@ test.serial(
     t.is(rec.calls.filter((c) => c.path === "/hook").length, 9);
   },
 );
+
+test.serial("status: a slow notification receiver never holds up a reconcile", async (t) => {
+  const { cp, repo, rec } = await world(t);
+  rec.delay = (c) => (c.path === "/hook" ? 3000 : 0);
+  const sha = await repo.commit({ "edge.yaml": manifest(rec.url) }, "deploy");
+  const row = await cp.reconciler.wait(await push(cp, sha));
+  t.is(row.status, "succeeded");
+  // The reconcile has finished while its notification is still waiting on the receiver
+  // (which holds every request for 3 s): the delivery row is there and still pending.
+  let notification: { status: string } | undefined;
+  while (!notification) {
+    [notification] = await cp.db.query<{ status: string }>(
+      "SELECT status FROM status_deliveries WHERE kind = 'notification' AND event = 'reconcile'",
+    );
+  }
+  t.is(notification.status, "pending");
+  await cp.settled();
+  const delivered = await cp.db.query(
+    "SELECT 1 FROM status_deliveries WHERE kind = 'notification' AND status = 'delivered'",
+  );
+  t.is(delivered.length, 2);
+});
