@@ -16,11 +16,13 @@ import {
 } from "./config.ts";
 import { ControlServer } from "./control-server.ts";
 import { type Db, migrate, PgliteDb, PostgresDb } from "./db.ts";
+import { currentGeneration } from "./nodes.ts";
 import { Poller } from "./poller.ts";
 import { registerProject } from "./projects.ts";
 import { type ReconcileFinished, Reconciler } from "./reconcile.ts";
-import { type RolloutOutcome, rollout, targetPops } from "./rollout.ts";
+import { type RolloutOutcome, rollout, targetNodes } from "./rollout.ts";
 import { DirectorySource, GitSource } from "./source.ts";
+import { DESIRED_STATE_CHANNEL } from "./state.ts";
 import { StatusReporter, type StatusTarget } from "./status.ts";
 
 export interface ControlPlane {
@@ -97,10 +99,14 @@ export async function createControlPlane(
       status.commitStatus(target, r.id, r.commit, "edgeplane", "success", "no changes");
       return;
     }
-    const pops = targetPops(control);
-    for (const pop of pops)
-      status.commitStatus(target, r.id, r.commit, `edgeplane/${pop}`, "pending", "deploying");
-    const p = rollout({ db, control, ackTimeoutMs: o.ackTimeoutMs }, r.id, r.generation)
+    const generation = r.generation;
+    const p = targetNodes(db)
+      .then((nodes) => {
+        for (const pop of new Set(nodes.map((n) => n.pop))) {
+          status.commitStatus(target, r.id, r.commit, `edgeplane/${pop}`, "pending", "deploying");
+        }
+        return rollout({ db, control, ackTimeoutMs: o.ackTimeoutMs }, r.id, generation, nodes);
+      })
       .then((outcome: RolloutOutcome) => {
         for (const pop of outcome.pops) {
           status.commitStatus(target, r.id, r.commit, `edgeplane/${pop.pop}`, pop.state, pop.description);
@@ -174,6 +180,8 @@ export async function createControlPlane(
     log,
   });
   let server: Server | null = null;
+  let unlisten: (() => Promise<void>) | null = null;
+  let generationPoll: NodeJS.Timeout | null = null;
 
   const cp = {
     options: o,
@@ -196,6 +204,25 @@ export async function createControlPlane(
       cp.url = `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${cp.httpPort}`;
       if (local) local.baseUrl = `${o.publicUrl ?? cp.url}/artifacts`;
       cp.grpcPort = await control.start(o.grpcHost, o.grpcPort);
+      // A generation committed by any replica reaches the runners connected to this one: at
+      // once through NOTIFY, and within generationPoll through the fallback poll should a
+      // notification be lost (a dropped listener connection).
+      const [{ schema }] = (await db.query<{ schema: string }>("SELECT current_schema() AS schema")) as [
+        { schema: string },
+      ];
+      unlisten = await db.listen(`${DESIRED_STATE_CHANNEL}_${schema}`, () => void control.broadcast());
+      let seen = await currentGeneration(db);
+      generationPoll = setInterval(() => {
+        void currentGeneration(db)
+          .then((g) => {
+            if (g > seen) {
+              seen = g;
+              return control.broadcast();
+            }
+          })
+          .catch(() => {});
+      }, 2_000);
+      generationPoll.unref();
       poller.start();
       log.info(
         {
@@ -213,6 +240,8 @@ export async function createControlPlane(
       await status.drain();
     },
     async stop() {
+      if (generationPoll) clearInterval(generationPoll);
+      await unlisten?.();
       await poller.stop();
       await reconciler.stop();
       await cp.settled();

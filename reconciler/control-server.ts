@@ -21,7 +21,16 @@ import {
 } from "../proto/index.ts";
 import { audit } from "./audit.ts";
 import type { Db } from "./db.ts";
-import { desiredStateFor, isOffline, markNode, recordAck, touchNode, upsertNode } from "./nodes.ts";
+import {
+  desiredFromActive,
+  isOffline,
+  loadActiveState,
+  markNode,
+  recordAck,
+  recordHeartbeat,
+  sweepOfflineNodes,
+  upsertNode,
+} from "./nodes.ts";
 
 /** Where a session's control messages go: a gRPC stream, or any small sink in tests. */
 export interface MessageSink {
@@ -56,6 +65,12 @@ export interface ControlServerDeps {
 }
 
 const HELLO_TIMEOUT_MS = 10_000;
+
+const labelKey = (labels: Record<string, string>) =>
+  Object.keys(labels)
+    .sort()
+    .map((k) => `${k}=${labels[k]}`)
+    .join(",");
 const NODE_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
 export interface ConnectedNode {
@@ -130,11 +145,55 @@ export class ControlServer {
     return true;
   }
 
-  /** Sends every connected, online runner its current desired state. */
+  /** Resolves at the next ack this replica receives, or after timeoutMs. */
+  nextAck(timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const waiters = this.ackWaiters;
+      const done = () => {
+        clearTimeout(timer);
+        waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, timeoutMs));
+      waiters.add(done);
+    });
+  }
+
+  /**
+   * Sends every connected, online runner its current desired state. The active state is read
+   * once per broadcast and cut once per distinct label set, so a thousand runners in a few
+   * POPs cost a few cuts, not a thousand queries.
+   */
   broadcast(): Promise<void> {
     return this.enqueueSend(async () => {
-      for (const s of [...this.sessions.values()]) if (!s.offline) await this.sendDesired(s);
+      const sessions = [...this.sessions.values()].filter((s) => !s.offline);
+      if (sessions.length === 0) return;
+      const active = await loadActiveState(this.deps.db);
+      const cuts = new Map<string, Promise<DesiredState>>();
+      for (const s of sessions) {
+        if (s.sentGeneration === active.generation) continue;
+        const key = labelKey(s.labels);
+        let cut = cuts.get(key);
+        if (!cut) {
+          cut = desiredFromActive(active, s.labels, this.urlCache());
+          cuts.set(key, cut);
+        }
+        await this.sendDesired(s, await cut);
+      }
     });
+  }
+
+  /** Artifact URLs for one broadcast, each made once (presigning is not free). */
+  private urlCache(): (key: string) => Promise<string> {
+    const urls = new Map<string, Promise<string>>();
+    return (key) => {
+      let url = urls.get(key);
+      if (!url) {
+        url = this.deps.artifactUrl(key);
+        urls.set(key, url);
+      }
+      return url;
+    };
   }
 
   /**
@@ -142,6 +201,10 @@ export class ControlServer {
    * Runs on a timer; callable directly.
    */
   async sweep(): Promise<void> {
+    // Nodes of any replica (including one that died) whose heartbeat is too old in the database.
+    await sweepOfflineNodes(this.deps.db, this.offlineAfterMs).catch((err) =>
+      this.deps.log.warn({ err }, "offline sweep failed"),
+    );
     const now = this.now();
     for (const s of this.sessions.values()) {
       if (!s.offline && isOffline(s.lastHeartbeatMs, now, this.offlineAfterMs)) {
@@ -204,7 +267,7 @@ export class ControlServer {
     s.lastHeartbeatMs = this.now();
     const wasOffline = s.offline;
     s.offline = false;
-    await touchNode(this.deps.db, s.nodeId).catch((err) =>
+    await recordHeartbeat(this.deps.db, s.nodeId, hb.inventory, hb.in_flight).catch((err) =>
       this.deps.log.warn({ err }, "heartbeat not recorded"),
     );
     const desired = await this.desiredFor(s);
@@ -249,8 +312,9 @@ export class ControlServer {
     return this.sending;
   }
 
-  private desiredFor(s: Session): Promise<DesiredState> {
-    return desiredStateFor(this.deps.db, s.labels, this.deps.artifactUrl);
+  private async desiredFor(s: Session): Promise<DesiredState> {
+    const active = await loadActiveState(this.deps.db);
+    return desiredFromActive(active, s.labels, this.urlCache());
   }
 
   private async sendDesired(s: Session, known?: DesiredState): Promise<void> {

@@ -17,6 +17,8 @@ export interface Db extends Queryable {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /** Runs a script of several statements without parameters (migrations). */
   exec(sql: string): Promise<void>;
+  /** Calls onPayload for every NOTIFY on channel (from any connection); returns the unsubscribe. */
+  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -28,7 +30,10 @@ export class PostgresDb implements Db {
   private readonly pool: pg.Pool;
 
   /** `schema` confines every query to one schema (tests use a fresh one each). */
-  constructor(connectionString: string, schema?: string) {
+  constructor(
+    private readonly connectionString: string,
+    schema?: string,
+  ) {
     this.pool = new pg.Pool({
       connectionString,
       max: 10,
@@ -63,6 +68,18 @@ export class PostgresDb implements Db {
     await this.pool.query(sql);
   }
 
+  async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
+    // LISTEN needs a connection of its own that stays open (pool connections are shared).
+    const client = new pg.Client({ connectionString: this.connectionString });
+    client.on("notification", (n) => n.channel === channel && onPayload(n.payload ?? ""));
+    client.on("error", () => {}); // a dropped listener is covered by the caller's fallback poll
+    await client.connect();
+    await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+    return async () => {
+      await client.end().catch(() => {});
+    };
+  }
+
   async close(): Promise<void> {
     await this.pool.end();
   }
@@ -89,6 +106,11 @@ export class PgliteDb implements Db {
 
   async exec(sql: string): Promise<void> {
     await this.pg.exec(sql);
+  }
+
+  async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
+    const unlisten = await this.pg.listen(channel, onPayload);
+    return async () => unlisten();
   }
 
   async close(): Promise<void> {

@@ -33,10 +33,21 @@ export async function markNode(db: Db, nodeId: string, status: "online" | "offli
   await db.query("UPDATE nodes SET status = $2, updated_at = now() WHERE id = $1", [nodeId, status]);
 }
 
-export async function touchNode(db: Db, nodeId: string): Promise<void> {
+/** Records a heartbeat: its time, and the inventory and load the runner reported (Property 6). */
+export async function recordHeartbeat(
+  db: Db,
+  nodeId: string,
+  inventory: { function_id: string; version: string; sha256: string }[],
+  inFlight: number,
+): Promise<void> {
   await db.query(
-    "UPDATE nodes SET last_heartbeat = now(), status = 'online', updated_at = now() WHERE id = $1",
-    [nodeId],
+    `UPDATE nodes SET last_heartbeat = now(), status = 'online', inventory = $2, in_flight = $3, updated_at = now()
+      WHERE id = $1`,
+    [
+      nodeId,
+      JSON.stringify(inventory.map(({ function_id, version, sha256 }) => ({ function_id, version, sha256 }))),
+      inFlight,
+    ],
   );
 }
 
@@ -95,20 +106,46 @@ interface ActiveRow {
   pop_selector: string;
 }
 
-/** The full desired state of a node with these labels (its POP included as label "pop"). */
-export async function desiredStateFor(
-  db: Db,
+interface RouteRow {
+  host: string;
+  path: string;
+  methods: string;
+  priority: number;
+  function_id: string;
+}
+
+/** Everything active, read once: the input from which each node's desired state is cut. */
+export interface ActiveState {
+  generation: string;
+  rows: ActiveRow[];
+  routes: RouteRow[];
+}
+
+/** Reads the active functions, routes and generation in one snapshot, so they agree. */
+export async function loadActiveState(db: Db): Promise<ActiveState> {
+  return db.transaction(async (tx) => {
+    await tx.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+    const [g] = await tx.query<{ g: number | null }>("SELECT max(id) AS g FROM outbox");
+    const rows = await tx.query<ActiveRow>(
+      `SELECT f.id AS function_id, f.name, f.version, p.name AS project, f.artifact_key, f.sha256, f.abi, f.memory_pages,
+              f.max_execution_ms, f.max_request_bytes, f.max_instances, f.env, f.capabilities, f.pop_selector
+         FROM deployments d JOIN functions f ON f.id = d.function_id JOIN projects p ON p.id = d.project_id
+        WHERE d.active ORDER BY p.name, f.name`,
+    );
+    const routes = await tx.query<RouteRow>(
+      "SELECT host, path, methods, priority, function_id FROM routes ORDER BY host, path, priority",
+    );
+    return { generation: String(Number(g?.g ?? 0)), rows, routes };
+  });
+}
+
+/** The desired state of a node with these labels (its POP included as label "pop"). */
+export async function desiredFromActive(
+  active: ActiveState,
   labels: Record<string, string>,
   artifactUrl: (key: string) => Promise<string>,
 ): Promise<DesiredState> {
-  const generation = await currentGeneration(db);
-  const rows = await db.query<ActiveRow>(
-    `SELECT f.id AS function_id, f.name, f.version, p.name AS project, f.artifact_key, f.sha256, f.abi, f.memory_pages,
-            f.max_execution_ms, f.max_request_bytes, f.max_instances, f.env, f.capabilities, f.pop_selector
-       FROM deployments d JOIN functions f ON f.id = d.function_id JOIN projects p ON p.id = d.project_id
-      WHERE d.active ORDER BY p.name, f.name`,
-  );
-  const placed = rows.filter((r) => matchesSelector(r.pop_selector, labels));
+  const placed = active.rows.filter((r) => matchesSelector(r.pop_selector, labels));
   const functions: FunctionSpec[] = await Promise.all(
     placed.map(async (r) => ({
       function_id: r.function_id,
@@ -127,14 +164,7 @@ export async function desiredStateFor(
     })),
   );
   const ids = new Set(functions.map((f) => f.function_id));
-  const routeRows = await db.query<{
-    host: string;
-    path: string;
-    methods: string;
-    priority: number;
-    function_id: string;
-  }>("SELECT host, path, methods, priority, function_id FROM routes ORDER BY host, path, priority");
-  const routes: RouteSpec[] = routeRows
+  const routes: RouteSpec[] = active.routes
     .filter((r) => ids.has(r.function_id))
     .map((r) => ({
       host: r.host,
@@ -143,5 +173,24 @@ export async function desiredStateFor(
       priority: r.priority,
       function_id: r.function_id,
     }));
-  return { generation: String(generation), functions, routes };
+  return { generation: active.generation, functions, routes };
+}
+
+/** The full desired state of a node with these labels. */
+export async function desiredStateFor(
+  db: Db,
+  labels: Record<string, string>,
+  artifactUrl: (key: string) => Promise<string>,
+): Promise<DesiredState> {
+  return desiredFromActive(await loadActiveState(db), labels, artifactUrl);
+}
+
+/** Marks nodes offline whose last heartbeat (in database time) is older than offlineAfterMs. */
+export async function sweepOfflineNodes(db: Db, offlineAfterMs: number): Promise<string[]> {
+  const rows = await db.query<{ id: string }>(
+    `UPDATE nodes SET status = 'offline', updated_at = now()
+      WHERE status <> 'offline' AND last_heartbeat < now() - $1 * interval '1 millisecond' RETURNING id`,
+    [offlineAfterMs],
+  );
+  return rows.map((r) => r.id);
 }

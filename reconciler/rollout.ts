@@ -1,6 +1,10 @@
 // After a reconcile commits a new generation: send it to the runners, wait for their acks, and
 // work out what each POP made of it. The outcome is recorded on the reconciliation and drives
 // the per-POP commit statuses; the reconcile queue does not wait for any of this.
+//
+// Targets and acks are read from the nodes table, not from this replica's own connections:
+// runners connected to other replicas get the generation through LISTEN/NOTIFY and record
+// their acks in the same table, so the outcome covers the whole fleet.
 
 import type { ControlServer } from "./control-server.ts";
 import type { Db } from "./db.ts";
@@ -33,34 +37,36 @@ export interface RolloutDeps {
   ackTimeoutMs: number;
 }
 
-/** The POPs a rollout targets: those of the runners online now. */
-export function targetPops(control: ControlServer): string[] {
-  return [
-    ...new Set(
-      control
-        .connected()
-        .filter((n) => !n.offline)
-        .map((n) => n.pop),
-    ),
-  ].sort();
+/** The online nodes (of every replica) a rollout targets. */
+export async function targetNodes(db: Db): Promise<{ id: string; pop: string }[]> {
+  return db.query<{ id: string; pop: string }>(
+    "SELECT id, pop_id AS pop FROM nodes WHERE status = 'online' ORDER BY id",
+  );
 }
 
 export async function rollout(
   deps: RolloutDeps,
   reconciliationId: string,
   generation: number,
+  targets: { id: string; pop: string }[],
 ): Promise<RolloutOutcome> {
   const { db, control } = deps;
   const started = performance.now();
-  const targets = control.connected().filter((n) => !n.offline);
   await control.broadcast();
-  await control.waitForAcks(
-    generation,
-    deps.ackTimeoutMs,
-    targets.map((t) => t.nodeId),
-  );
+  const ids = targets.map((t) => t.id);
+  const deadline = Date.now() + deps.ackTimeoutMs;
+  let acked = new Set<string>();
+  for (;;) {
+    const rows = await db.query<{ id: string }>(
+      "SELECT id FROM nodes WHERE id = ANY($1) AND acked_generation >= $2",
+      [ids, generation],
+    );
+    acked = new Set(rows.map((r) => r.id));
+    if (acked.size === ids.length || Date.now() >= deadline) break;
+    // Woken by an ack on this replica, or polling for acks recorded by other replicas.
+    await control.nextAck(Math.min(100, deadline - Date.now()));
+  }
   const propagationMs = performance.now() - started;
-  const acked = new Map(control.connected().map((n) => [n.nodeId, n.ackedGeneration >= generation]));
   const failureRows = await db.query<{
     node_id: string;
     function_id: string;
@@ -69,15 +75,15 @@ export async function rollout(
     message: string;
   }>(
     "SELECT node_id, function_id, version, status, message FROM node_inventory WHERE status <> 'OK' AND node_id = ANY($1)",
-    [targets.map((t) => t.nodeId)],
+    [ids],
   );
   const byPop = new Map<string, NodeOutcome[]>();
   for (const t of targets) {
     const failures = failureRows
-      .filter((r) => r.node_id === t.nodeId)
+      .filter((r) => r.node_id === t.id)
       .map(({ function_id, version, status, message }) => ({ function_id, version, status, message }));
     const list = byPop.get(t.pop) ?? [];
-    list.push({ node: t.nodeId, acked: acked.get(t.nodeId) ?? false, failures });
+    list.push({ node: t.id, acked: acked.has(t.id), failures });
     byPop.set(t.pop, list);
   }
   const pops: PopOutcome[] = [...byPop.entries()]

@@ -103,6 +103,9 @@ export interface ApplyInput {
 
 export class StaleStateError extends Error {}
 
+/** The NOTIFY channel (suffixed with the schema) announcing a new generation to every replica. */
+export const DESIRED_STATE_CHANNEL = "edgeplane_desired_state";
+
 /** Applies a plan atomically; returns the new generation (outbox id) or null if nothing changed. */
 export async function applyPlan(db: Db, input: ApplyInput): Promise<number | null> {
   return db.transaction(async (tx) => {
@@ -132,6 +135,11 @@ export async function applyPlan(db: Db, input: ApplyInput): Promise<number | nul
         ],
       );
       generation = Number(row!.id);
+      // Every replica LISTENs on this channel (one per schema); it is delivered at commit.
+      await tx.query("SELECT pg_notify($1 || '_' || current_schema(), $2)", [
+        DESIRED_STATE_CHANNEL,
+        String(generation),
+      ]);
     }
     await tx.query(
       `UPDATE reconciliations SET status = 'succeeded', plan = $2, result = $3, finished_at = now(), duration_ms = $4

@@ -120,3 +120,82 @@ test('config: pollInterval "0" turns polling off and a bad duration names the op
     message: /pollInterval: expected a duration/,
   });
 });
+
+test("replicas: a runner connected to either replica gets the generation the other one committed", async (t) => {
+  const { createRunner } = await import("../../edge-runner/index.ts");
+  const { request } = await import("../helpers/http.ts");
+  const tmp = await tempDir();
+  const { schema, drop } = await freshSchema();
+  const repo = await createTestRepo(tmp.dir);
+  await repo.copyIn(path.resolve("example-repo/hello"), "hello");
+  const sha = await repo.commit(
+    {
+      "edge.yaml": `${PROJECT}---
+apiVersion: edgeplane.dev/v1
+kind: Function
+metadata: { name: hello }
+spec:
+  source: { path: ./hello, language: assemblyscript }
+  routes: [{ host: hello.acme.test, path: /* }]
+`,
+    },
+    "hello",
+  );
+  const replicas: ControlPlane[] = [];
+  for (const name of ["a", "b"]) {
+    const cp = await createControlPlane({
+      dataDir: path.join(tmp.dir, name),
+      // Replicas need one artifact store between them (S3, or a shared directory as here).
+      artifactsDir: path.join(tmp.dir, "artifacts"),
+      databaseUrl: DATABASE_URL,
+      databaseSchema: schema,
+      httpPort: 0,
+      grpcPort: 0,
+      pollInterval: "0",
+      projects: [{ name: "acme", repo: repo.origin }],
+    });
+    await cp.start();
+    replicas.push(cp);
+  }
+  const [a, b] = replicas as [ControlPlane, ControlPlane];
+  const runners = [
+    { cp: a, pop: "tokyo-1" },
+    { cp: b, pop: "osaka-1" },
+  ].map(({ cp, pop }) =>
+    createRunner({
+      nodeId: `${pop}-x`,
+      pop,
+      httpHost: "127.0.0.1",
+      httpPort: 0,
+      cacheDir: path.join(tmp.dir, `cache-${pop}`),
+      control: { address: `127.0.0.1:${cp.grpcPort}`, insecure: true },
+    }),
+  );
+  const ports = [];
+  for (const r of runners) ports.push((await r.start()).httpPort);
+  t.teardown(async () => {
+    for (const r of runners) await r.stop();
+    for (const cp of replicas) await cp.stop();
+    await drop();
+    await tmp.remove();
+  });
+  while (a.control.connected().length + b.control.connected().length < 2)
+    await new Promise((r) => setTimeout(r, 20));
+
+  // Replica a reconciles; the runner on replica b learns of it through the database.
+  const row = await a.reconciler.wait(
+    await a.reconciler.enqueue("acme", { commit: sha, trigger: "api", actor: "test" }),
+  );
+  t.is(row.status, "succeeded");
+  await a.settled();
+  for (const port of ports) t.is((await request(port, "hello.acme.test", "/")).status, 200);
+  // The outcome a recorded covers both POPs, though only one runner is connected to it.
+  const outcome = (await a.reconciler.wait(row.id)).outcome as { pops: { pop: string; state: string }[] };
+  t.deepEqual(
+    outcome.pops.map((p) => [p.pop, p.state]),
+    [
+      ["osaka-1", "success"],
+      ["tokyo-1", "success"],
+    ],
+  );
+});
