@@ -1,12 +1,11 @@
-// The AssemblyScript toolchain: asc through its API, reading only files inside the repository
-// checkout and writing only to memory. Compiler diagnostics come back as file:line:col.
+// The AssemblyScript toolchain: asc through its API, in the build worker, reading only files
+// inside the scratch copy of the function's directory and writing only to memory. Compiler
+// diagnostics come back as file:line:col.
 
 import { readFileSync, realpathSync } from "node:fs";
 import path from "node:path";
-import asc from "assemblyscript/asc";
 import { type ErrorDetail, edgeError } from "../lib/errors.ts";
-
-export const ascVersion: string = asc.version;
+import type { CompileJob } from "./job.ts";
 
 /**
  * The asc flags that make a module fit the edge-v1 ABI: the incremental GC (hot instances live
@@ -28,19 +27,11 @@ export function ascFlags(memoryPages: number): string[] {
   ];
 }
 
-export interface AscInput {
-  /** Absolute path of the repository checkout; nothing outside it is read. */
-  repoDir: string;
-  /** The function's source directory, relative to repoDir. */
-  sourceDir: string;
-  /** Entry file inside sourceDir. */
-  entry: string;
-  memoryPages: number;
-}
-
-export async function compileAssemblyScript(input: AscInput): Promise<Uint8Array<ArrayBuffer>> {
-  const root = realpathSync(input.repoDir);
-  const baseDir = path.join(root, input.sourceDir);
+export async function compileAssemblyScript(job: CompileJob): Promise<Uint8Array<ArrayBuffer>> {
+  const { default: asc } = await import("assemblyscript/asc");
+  const entry = job.entry ?? "index.ts";
+  const root = realpathSync(job.scratch.src);
+  const baseDir = root;
   const sources = new Map<string, string>();
   let binary: Uint8Array<ArrayBuffer> | null = null;
   const errors: ErrorDetail[] = [];
@@ -49,7 +40,7 @@ export async function compileAssemblyScript(input: AscInput): Promise<Uint8Array
     const abs = path.resolve(dir, filename);
     try {
       const real = realpathSync(abs);
-      if (real !== root && !real.startsWith(root + path.sep)) return null; // outside the checkout
+      if (real !== root && !real.startsWith(root + path.sep)) return null; // outside the function
       const text = readFileSync(real, "utf8");
       sources.set(path.relative(baseDir, abs), text);
       return text;
@@ -59,7 +50,7 @@ export async function compileAssemblyScript(input: AscInput): Promise<Uint8Array
   };
 
   const result = await asc.main(
-    [input.entry, "--baseDir", baseDir, "--outFile", "module.wasm", ...ascFlags(input.memoryPages)],
+    [entry, "--baseDir", baseDir, "--outFile", "module.wasm", ...ascFlags(job.memoryPages)],
     {
       readFile: readInside,
       writeFile: (name, contents) => {
@@ -69,9 +60,9 @@ export async function compileAssemblyScript(input: AscInput): Promise<Uint8Array
       listFiles: () => [],
       reportDiagnostic: (d) => {
         if (d.category !== 3) return; // errors only; warnings do not fail a build
-        const file = d.range?.source.normalizedPath ?? input.entry;
+        const file = d.range?.source.normalizedPath ?? entry;
         const where = d.range ? locate(sources.get(file), file, d.range.start) : file;
-        errors.push({ where: path.posix.join(input.sourceDir, where), message: `AS${d.code}: ${d.message}` });
+        errors.push({ where: path.posix.join(job.sourceDir, where), message: `AS${d.code}: ${d.message}` });
       },
     },
   );

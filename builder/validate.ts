@@ -1,40 +1,147 @@
 // Checks a built module against the ABI and limits before anything is stored: what reaches a
 // runner is valid wasm, imports only what the sandbox provides, exports what its ABI lane
-// needs, and declares no more memory than the manifest allows (DESIGN.md "Sandbox rules").
+// needs with the right signature, and can never hold more memory than the manifest allows
+// (DESIGN.md "Function ABI", "Sandbox rules"). Every problem found is listed, the first one
+// in the message.
 
 import { edgeError } from "../lib/errors.ts";
 import type { Abi } from "../schema/index.ts";
+import { exportedFunctionTypes, type FuncType, formatFuncType } from "./binary.ts";
+import { type MemoryInfo, readMemories } from "./memory.ts";
 
-const ALLOWED_IMPORT_MODULES = new Set(["edge", "wasi_snapshot_preview1"]);
 const EDGE_V1_IMPORTS = new Set(["request_len", "request_read", "response_write", "log"]);
+
+/** Every function of WASI preview 1 (wasi_snapshot_preview1, witx of 2020-12). */
+export const WASI_PREVIEW1_FUNCTIONS: ReadonlySet<string> = new Set([
+  "args_get",
+  "args_sizes_get",
+  "environ_get",
+  "environ_sizes_get",
+  "clock_res_get",
+  "clock_time_get",
+  "fd_advise",
+  "fd_allocate",
+  "fd_close",
+  "fd_datasync",
+  "fd_fdstat_get",
+  "fd_fdstat_set_flags",
+  "fd_fdstat_set_rights",
+  "fd_filestat_get",
+  "fd_filestat_set_size",
+  "fd_filestat_set_times",
+  "fd_pread",
+  "fd_prestat_get",
+  "fd_prestat_dir_name",
+  "fd_pwrite",
+  "fd_read",
+  "fd_readdir",
+  "fd_renumber",
+  "fd_seek",
+  "fd_sync",
+  "fd_tell",
+  "fd_write",
+  "path_create_directory",
+  "path_filestat_get",
+  "path_filestat_set_times",
+  "path_link",
+  "path_open",
+  "path_readlink",
+  "path_remove_directory",
+  "path_rename",
+  "path_symlink",
+  "path_unlink_file",
+  "poll_oneoff",
+  "proc_exit",
+  "proc_raise",
+  "sched_yield",
+  "random_get",
+  "sock_accept",
+  "sock_recv",
+  "sock_send",
+  "sock_shutdown",
+]);
+
+/** The entry point of each lane and its signature (docs/abi.md). */
+const ENTRY: Record<Abi, { name: string; type: FuncType }> = {
+  "edge-v1": { name: "edge_handle", type: { params: [], results: ["i32"] } },
+  wagi: { name: "_start", type: { params: [], results: [] } },
+};
 
 export interface ModuleFacts {
   abi: Abi;
   imports: string[];
   exports: string[];
-  /** Declared memory limits in 64 KiB pages; maximum null when the module sets none. */
+  /** Limits of the first memory in 64 KiB pages; maximum null when the module sets none. */
   memory: { initial: number; maximum: number | null } | null;
+  size: number;
 }
 
-export function validateModule(input: Uint8Array, abi: Abi, memoryPages: number): ModuleFacts {
+export interface ValidateOptions {
+  /** Largest module accepted, in bytes; default no limit. */
+  maxBytes?: number;
+}
+
+export function validateModule(
+  input: Uint8Array,
+  abi: Abi,
+  memoryPages: number,
+  options: ValidateOptions = {},
+): ModuleFacts {
   const bytes = input as Uint8Array<ArrayBuffer>; // WebAssembly takes only non-shared buffers
-  if (!WebAssembly.validate(bytes)) {
-    throw edgeError("EDGE_ERR_BUILD_INVALID_MODULE", "the output is not a valid WebAssembly module");
+  if (options.maxBytes !== undefined && bytes.byteLength > options.maxBytes) {
+    throw edgeError(
+      "EDGE_ERR_BUILD_INVALID_MODULE",
+      `module is ${bytes.byteLength} bytes; the artifact size limit is ${options.maxBytes} bytes`,
+      [{ where: "module", message: `size ${bytes.byteLength} > ${options.maxBytes}` }],
+    );
   }
+  // Memory flags first: a 64-bit memory fails WebAssembly.validate on engines without
+  // memory64, and "not valid" would hide the reason.
+  let memories: MemoryInfo[];
+  try {
+    memories = readMemories(bytes);
+  } catch {
+    memories = [];
+  }
+  const problems: string[] = [];
+  memories.forEach((m, i) => {
+    const which = memories.length > 1 ? `memory ${i}` : "memory";
+    if (m.shared) problems.push(`${which} is shared (threads); shared memories are not allowed`);
+    if (m.memory64) problems.push(`${which} is 64-bit (memory64); only 32-bit memories are allowed`);
+  });
+  if (problems.length === 0 && !WebAssembly.validate(bytes)) {
+    let reason = "";
+    try {
+      new WebAssembly.Module(bytes);
+    } catch (err) {
+      reason = `: ${(err as Error).message.replace(/^WebAssembly\.Module\(\): /, "")}`;
+    }
+    throw edgeError("EDGE_ERR_BUILD_INVALID_MODULE", `the output is not a valid WebAssembly module${reason}`);
+  }
+  if (problems.length > 0) throw invalid(problems);
+
   const module = new WebAssembly.Module(bytes);
   const imports = WebAssembly.Module.imports(module);
   const exports = WebAssembly.Module.exports(module);
-  const problems: string[] = [];
 
   for (const imp of imports) {
-    if (!ALLOWED_IMPORT_MODULES.has(imp.module)) {
+    if (imp.module === "wasi_snapshot_preview1") {
+      if (imp.kind !== "function" || !WASI_PREVIEW1_FUNCTIONS.has(imp.name))
+        problems.push(
+          `imports "wasi_snapshot_preview1.${imp.name}" (${imp.kind}), which WASI preview 1 does not define`,
+        );
+    } else if (imp.module === "edge") {
+      if (abi !== "edge-v1")
+        problems.push(`imports "edge.${imp.name}"; the ${abi} lane provides only wasi_snapshot_preview1`);
+      else if (!(imp.kind === "function" && EDGE_V1_IMPORTS.has(imp.name)))
+        problems.push(`imports "edge.${imp.name}" (${imp.kind}), which the edge-v1 ABI does not provide`);
+    } else {
       problems.push(
         `imports "${imp.module}.${imp.name}": only the "edge" and "wasi_snapshot_preview1" modules are provided`,
       );
-    } else if (imp.module === "edge" && !(imp.kind === "function" && EDGE_V1_IMPORTS.has(imp.name))) {
-      problems.push(`imports "edge.${imp.name}" (${imp.kind}), which the edge-v1 ABI does not provide`);
     }
   }
+
   const exported = new Map(exports.map((e) => [e.name, e.kind]));
   if (exported.get("memory") !== "memory") problems.push('does not export its linear memory as "memory"');
   const detected: Abi | null =
@@ -43,87 +150,55 @@ export function validateModule(input: Uint8Array, abi: Abi, memoryPages: number)
       : exported.get("_start") === "function"
         ? "wagi"
         : null;
-  if (detected === null) problems.push('exports neither "edge_handle" (edge-v1) nor "_start" (wagi)');
-  else if (detected !== abi)
-    problems.push(`exports the ${detected} entry point but the manifest says abi: ${abi}`);
-
-  const memory = readMemoryLimits(bytes);
-  if (memory && memory.initial > memoryPages) {
-    problems.push(`starts with ${memory.initial} memory pages; limits.memoryPages is ${memoryPages}`);
-  }
-  if (memory && (memory.maximum === null || memory.maximum > memoryPages)) {
+  const entry = ENTRY[abi];
+  if (detected === null) {
+    const wrongKind = exported.get(entry.name);
     problems.push(
-      `declares a memory maximum of ${memory.maximum ?? "none"}; it must be at most limits.memoryPages (${memoryPages})`,
+      wrongKind
+        ? `exports "${entry.name}" as a ${wrongKind}; the ${abi} lane needs a function ${formatFuncType(entry.type)}`
+        : `exports neither "edge_handle" (edge-v1) nor "_start" (wagi); abi: ${abi} needs "${entry.name}"`,
     );
+  } else if (detected !== abi) {
+    problems.push(`exports the ${detected} entry point but the manifest says abi: ${abi}`);
+  } else {
+    const types = exportedFunctionTypes(bytes);
+    const type = types?.get(entry.name);
+    if (type && formatFuncType(type) !== formatFuncType(entry.type)) {
+      problems.push(
+        `exports "${entry.name}" with type ${formatFuncType(type)}; the ${abi} lane needs ${formatFuncType(entry.type)}`,
+      );
+    }
+    if (abi === "edge-v1" && exported.has("_initialize")) {
+      const init = types?.get("_initialize");
+      if (exported.get("_initialize") !== "function" || (init && formatFuncType(init) !== "() -> ()"))
+        problems.push('exports "_initialize", which must be a function () -> ()');
+    }
   }
-  if (problems.length > 0) {
-    throw edgeError(
-      "EDGE_ERR_BUILD_INVALID_MODULE",
-      `module ${problems[0]}`,
-      problems.map((message) => ({ where: "module", message })),
-    );
-  }
+
+  const memory = memories[0] ? { initial: memories[0].initial, maximum: memories[0].maximum } : null;
+  memories.forEach((m, i) => {
+    const which = memories.length > 1 ? `memory ${i}` : "memory";
+    if (m.initial > memoryPages)
+      problems.push(`${which} starts with ${m.initial} pages; limits.memoryPages is ${memoryPages}`);
+    else if (m.maximum === null || m.maximum > memoryPages)
+      problems.push(
+        `${which} declares a maximum of ${m.maximum ?? "none"} pages; it must be at most limits.memoryPages (${memoryPages})`,
+      );
+  });
+  if (problems.length > 0) throw invalid(problems);
   return {
-    abi: abi,
+    abi,
     imports: imports.map((i) => `${i.module}.${i.name}`),
     exports: exports.map((e) => e.name),
     memory,
+    size: bytes.byteLength,
   };
 }
 
-/**
- * Reads the limits of the module's first memory (defined, or imported) from the binary: the
- * JS API does not expose them. Walks sections by id; 2 = import, 5 = memory.
- */
-export function readMemoryLimits(bytes: Uint8Array): { initial: number; maximum: number | null } | null {
-  let pos = 8; // magic + version
-  const u32 = (): number => {
-    let result = 0;
-    let shift = 0;
-    for (;;) {
-      const b = bytes[pos++]!;
-      result |= (b & 0x7f) << shift;
-      if ((b & 0x80) === 0) return result >>> 0;
-      shift += 7;
-    }
-  };
-  const limits = () => {
-    const flags = bytes[pos++]!;
-    const initial = u32();
-    const maximum = flags & 1 ? u32() : null;
-    return { initial, maximum };
-  };
-  const skipName = () => {
-    const len = u32();
-    pos += len;
-  };
-  while (pos < bytes.length) {
-    const id = bytes[pos++]!;
-    const size = u32();
-    const end = pos + size;
-    if (id === 5) {
-      if (u32() > 0) return limits();
-    } else if (id === 2) {
-      const count = u32();
-      for (let i = 0; i < count; i++) {
-        skipName();
-        skipName();
-        const kind = bytes[pos++]!;
-        if (kind === 0)
-          u32(); // function: type index
-        else if (kind === 1) {
-          pos++; // table: element type, then limits
-          limits();
-        } else if (kind === 2) return limits();
-        else if (kind === 3)
-          pos += 2; // global: value type + mutability
-        else if (kind === 4) {
-          pos++; // tag: attribute + type index
-          u32();
-        }
-      }
-    }
-    pos = end;
-  }
-  return null;
+function invalid(problems: string[]) {
+  return edgeError(
+    "EDGE_ERR_BUILD_INVALID_MODULE",
+    `module ${problems[0]}`,
+    problems.map((message) => ({ where: "module", message })),
+  );
 }

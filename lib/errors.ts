@@ -182,6 +182,26 @@ export const catalogue = {
     area: RuntimeError,
     summary: "The module could not be compiled or instantiated with the edge imports.",
   },
+  EDGE_ERR_RUNTIME_QUEUE_FULL: {
+    status: 429,
+    area: RuntimeError,
+    summary: "The function version has as many requests waiting as its queue holds.",
+  },
+  EDGE_ERR_RUNTIME_BAD_REQUEST: {
+    status: 400,
+    area: RuntimeError,
+    summary: "The HTTP request is malformed (syntax, framing, missing or repeated Host).",
+  },
+  EDGE_ERR_RUNTIME_HEADERS_TOO_LARGE: {
+    status: 431,
+    area: RuntimeError,
+    summary: "The request head exceeds the runner's maxHeaderBytes or maxHeaderCount.",
+  },
+  EDGE_ERR_RUNTIME_REQUEST_TIMEOUT: {
+    status: 408,
+    area: RuntimeError,
+    summary: "The client did not send its request within headersTimeout or requestTimeout.",
+  },
   EDGE_ERR_CONTROL_PROTOCOL: {
     status: 400,
     area: ControlError,
