@@ -130,7 +130,8 @@ async function serve(args: string[]): Promise<number> {
       dataDir: values["data-dir"],
       httpPort: Number(values["api-port"]),
       grpcPort: Number(values["grpc-port"]),
-      projects: [{ name, repo: dir, source: "directory" }],
+      // A laptop may lack the Rust or C toolchain: serve what it can build, say what it skipped.
+      projects: [{ name, repo: dir, source: "directory", missingToolchain: "skip" }],
     },
     log,
   );
@@ -156,6 +157,10 @@ async function serve(args: string[]): Promise<number> {
         process.stderr.write(`  ${d.where ? `${d.where}: ` : ""}${d.message}\n`);
       process.stderr.write("the last good state keeps serving\n");
       return;
+    }
+    for (const skip of (row.result as { skipped?: { function: string; message: string }[] } | null)
+      ?.skipped ?? []) {
+      process.stderr.write(`skipped ${skip.function}: ${skip.message}\n`);
     }
     // Wait until the runner has acked what was just applied, so the URLs printed answer.
     const generation = (row.result as { generation?: number } | null)?.generation;

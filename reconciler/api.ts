@@ -10,6 +10,7 @@ import type { Logger } from "../lib/log.ts";
 import { type AuditFilter, listAudit } from "./audit.ts";
 import type { CompiledProject } from "./config.ts";
 import type { Db } from "./db.ts";
+import type { ControlPlaneMetrics } from "./metrics.ts";
 import { listProjects } from "./projects.ts";
 import type { Reconciler } from "./reconcile.ts";
 import { getReconciliation, listReconciliations } from "./reconciliations.ts";
@@ -18,6 +19,7 @@ import { createWebhookHandler } from "./webhook.ts";
 
 export interface ApiDeps {
   db: Db;
+  metrics: ControlPlaneMetrics;
   reconciler: Reconciler;
   store: ArtifactStore;
   projects: CompiledProject[];
@@ -52,6 +54,10 @@ export function createApi(deps: ApiDeps): Koa {
     ctx.body = { ok: true };
   });
 
+  router.get("/metrics", async (ctx) => {
+    ctx.type = deps.metrics.registry.contentType;
+    ctx.body = await deps.metrics.registry.metrics();
+  });
   router.post(
     "/webhooks/github",
     createWebhookHandler({
@@ -59,6 +65,7 @@ export function createApi(deps: ApiDeps): Koa {
       reconciler: deps.reconciler,
       projects: deps.projects,
       maxBytes: deps.maxWebhookBytes,
+      deliveries: deps.metrics.webhookDeliveries,
     }),
   );
 

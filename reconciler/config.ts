@@ -3,7 +3,7 @@
 // lists every option with its default; keep the two in step.
 
 import path from "node:path";
-import type { S3StoreOptions } from "../builder/index.ts";
+import type { BuilderOptions, S3StoreOptions } from "../builder/index.ts";
 import { edgeError } from "../lib/errors.ts";
 import { parseDuration, parseSize } from "../lib/units.ts";
 
@@ -22,6 +22,11 @@ export interface ProjectRegistration {
   webhookSecret?: string;
   /** Secret that signs notification webhooks (X-Edgeplane-Signature-256). Default: webhookSecret. */
   notificationSecret?: string;
+  /**
+   * A function whose toolchain this machine lacks: "fail" the whole reconcile (default), or
+   * "skip" that function and apply the rest (what `edgectl serve` uses on a laptop).
+   */
+  missingToolchain?: "fail" | "skip";
 }
 
 export interface ControlPlaneOptions {
@@ -57,6 +62,8 @@ export interface ControlPlaneOptions {
   github?: { apiBase?: string; token?: string };
   /** Retries of status deliveries (commit statuses, notifications): attempts and the doubling delay. */
   statusRetry?: { attempts?: number; minDelay?: string | number; maxDelay?: string | number };
+  /** Builder options (docs/builder.md); the build cache defaults to {dataDir}/build-cache. */
+  builder?: BuilderOptions;
   /** Registered projects. */
   projects?: ProjectRegistration[];
 }
@@ -69,6 +76,7 @@ export interface CompiledProject {
   branch: string;
   webhookSecret: string | null;
   notificationSecret: string | null;
+  missingToolchain: "fail" | "skip";
 }
 
 export interface CompiledControlPlaneOptions {
@@ -89,6 +97,7 @@ export interface CompiledControlPlaneOptions {
   offlineAfterMs: number;
   github: { apiBase: string; token: string | null } | null;
   statusRetry: { attempts: number; minDelayMs: number; maxDelayMs: number };
+  builder: BuilderOptions;
   projects: CompiledProject[];
 }
 
@@ -124,6 +133,7 @@ export function compileControlPlaneOptions(o: ControlPlaneOptions): CompiledCont
       branch: p.branch ?? "main",
       webhookSecret: p.webhookSecret ?? null,
       notificationSecret: p.notificationSecret ?? p.webhookSecret ?? null,
+      missingToolchain: p.missingToolchain ?? "fail",
     };
   });
   return {
@@ -148,6 +158,7 @@ export function compileControlPlaneOptions(o: ControlPlaneOptions): CompiledCont
       minDelayMs: parseDuration(o.statusRetry?.minDelay ?? "1s", "statusRetry.minDelay"),
       maxDelayMs: parseDuration(o.statusRetry?.maxDelay ?? "60s", "statusRetry.maxDelay"),
     },
+    builder: { cacheDir: path.join(dataDir, "build-cache"), ...o.builder },
     projects,
   };
 }

@@ -16,10 +16,12 @@ import {
 } from "./config.ts";
 import { ControlServer } from "./control-server.ts";
 import { type Db, migrate, PgliteDb, PostgresDb } from "./db.ts";
+import { type ControlPlaneMetrics, createMetrics } from "./metrics.ts";
 import { currentGeneration } from "./nodes.ts";
 import { Poller } from "./poller.ts";
 import { registerProject } from "./projects.ts";
 import { type ReconcileFinished, Reconciler } from "./reconcile.ts";
+import { getReconciliation } from "./reconciliations.ts";
 import { type RolloutOutcome, rollout, targetNodes } from "./rollout.ts";
 import { DirectorySource, GitSource } from "./source.ts";
 import { DESIRED_STATE_CHANNEL } from "./state.ts";
@@ -31,6 +33,7 @@ export interface ControlPlane {
   readonly reconciler: Reconciler;
   readonly control: ControlServer;
   readonly status: StatusReporter;
+  readonly metrics: ControlPlaneMetrics;
   readonly poller: Poller;
   /** Bound ports, known after start(). */
   readonly httpPort: number;
@@ -71,8 +74,13 @@ export async function createControlPlane(
   const targets = new Map<string, StatusTarget>();
   const rollouts = new Set<Promise<unknown>>();
 
-  /** After a reconcile: statuses, notifications, and for a new generation the rollout. */
+  const metrics = createMetrics(db);
+
+  /** After a reconcile: metrics, statuses, notifications, and for a new generation the rollout. */
   const finished = (r: ReconcileFinished) => {
+    metrics.reconcileTotal.inc({ result: r.status });
+    metrics.reconcileDuration.observe(r.durationMs / 1000);
+    for (const ms of r.buildMs) metrics.buildDuration.observe(ms / 1000);
     const target = targets.get(r.project.name)!;
     const summary = {
       id: r.id,
@@ -107,7 +115,11 @@ export async function createControlPlane(
         }
         return rollout({ db, control, ackTimeoutMs: o.ackTimeoutMs }, r.id, generation, nodes);
       })
-      .then((outcome: RolloutOutcome) => {
+      .then(async (outcome: RolloutOutcome) => {
+        // Propagation: from the commit being received to the last target runner's ack.
+        const complete = outcome.pops.every((p) => p.nodes.every((n) => n.acked));
+        const row = await getReconciliation(db, r.id);
+        if (complete && row) metrics.propagation.observe((Date.now() - Date.parse(row.created_at)) / 1000);
         for (const pop of outcome.pops) {
           status.commitStatus(target, r.id, r.commit, `edgeplane/${pop.pop}`, pop.state, pop.description);
         }
@@ -148,6 +160,7 @@ export async function createControlPlane(
     db,
     store,
     log,
+    builder: o.builder,
     hooks: {
       started: (r) =>
         status.commitStatus(
@@ -159,6 +172,7 @@ export async function createControlPlane(
           "reconciling",
         ),
       finished,
+      superseded: (ids) => metrics.reconcileTotal.inc({ result: "superseded" }, ids.length),
     },
   });
   for (const p of o.projects) {
@@ -167,7 +181,7 @@ export async function createControlPlane(
       p.source === "directory"
         ? new DirectorySource(p.repo)
         : new GitSource(p.repo, p.branch, path.join(o.dataDir, "git", p.name));
-    reconciler.addProject({ id, name: p.name, source });
+    reconciler.addProject({ id, name: p.name, source, missingToolchain: p.missingToolchain });
     targets.set(p.name, { projectId: id, fullName: p.fullName, notificationSecret: p.notificationSecret });
   }
   const poller = new Poller(db, reconciler, log, o.pollIntervalMs);
@@ -177,6 +191,7 @@ export async function createControlPlane(
     store,
     projects: o.projects,
     maxWebhookBytes: o.maxWebhookBytes,
+    metrics,
     log,
   });
   let server: Server | null = null;
@@ -189,6 +204,7 @@ export async function createControlPlane(
     reconciler,
     control,
     status,
+    metrics,
     poller,
     httpPort: 0,
     grpcPort: 0,

@@ -5,7 +5,15 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import path from "node:path";
-import { type ArtifactStore, artifactKey, buildFunction, hashSourceTree } from "../builder/index.ts";
+import {
+  type ArtifactStore,
+  artifactKey,
+  type BuilderOptions,
+  type BuildOutput,
+  buildFunction,
+  defaultEntry,
+  hashSourceTree,
+} from "../builder/index.ts";
 import { mapLimit } from "../lib/concurrency.ts";
 import { EdgeError, type ErrorDetail } from "../lib/errors.ts";
 import { canonicalJson, sha256Hex } from "../lib/hash.ts";
@@ -38,6 +46,8 @@ export interface ManagedProject {
   id: string;
   name: string;
   source: ProjectSource;
+  /** What a build that lacks its toolchain does to the reconcile: fail it (default) or skip that function. */
+  missingToolchain?: "fail" | "skip";
 }
 
 /** What a finished reconcile tells the rest of the control plane (rollout, status reporting). */
@@ -52,12 +62,17 @@ export interface ReconcileFinished {
   error: { code: string; message: string; details?: ErrorDetail[] } | null;
   /** The Project document of the reconciled commit, when it loaded. */
   projectSpec: ProjectSpec | null;
+  durationMs: number;
+  /** Milliseconds each build took. */
+  buildMs: number[];
 }
 
 export interface ReconcilerHooks {
   /** The reconcile resolved its commit and is about to load and build it. */
   started?(r: { id: string; project: ManagedProject; commit: string }): void;
   finished?(r: ReconcileFinished): void;
+  /** Queued reconciles were superseded by a newer request. */
+  superseded?(ids: string[]): void;
 }
 
 export interface ReconcilerDeps {
@@ -65,6 +80,8 @@ export interface ReconcilerDeps {
   store: ArtifactStore;
   log: Logger;
   hooks?: ReconcilerHooks;
+  /** Builder options (toolchains, sandbox, limits, cache directory). */
+  builder?: BuilderOptions;
   /** How long a project lease lasts without renewal. Default 60 s. */
   leaseTtlMs?: number;
   /** How often a replica retries a lease another replica holds. Default 250 ms. */
@@ -112,13 +129,14 @@ export class Reconciler {
     const project = this.projects.get(projectName);
     if (!project) throw new Error(`unknown project ${projectName}`);
     const id = randomUUID();
-    await enqueueReconciliation(this.deps.db, {
+    const superseded = await enqueueReconciliation(this.deps.db, {
       id,
       projectId: project.id,
       commitSha: req.commit,
       trigger: req.trigger,
       actor: req.actor,
     });
+    if (superseded.length) this.deps.hooks?.superseded?.(superseded);
     this.wake();
     this.kick(project);
     return id;
@@ -236,23 +254,37 @@ export class Reconciler {
 
       const builds = new Map<string, BuiltArtifact>();
       const buildLog: Record<string, unknown>[] = [];
+      const skipped: { function: string; code: string; message: string }[] = [];
       for (const change of planned.changes) {
         if (change.action !== "create" && change.action !== "update") continue;
         const fn = manifests.functions.find((f) => f.manifest.metadata.name === change.name)!;
         const spec = fn.manifest.spec;
-        const out = await buildFunction({
-          repoDir: checkout.dir,
-          sourceDir: fn.sourceDir,
-          language: spec.source.language,
-          ...(spec.source.entry ? { entry: spec.source.entry } : {}),
-          abi: spec.abi,
-          memoryPages: spec.limits.memoryPages,
-        }).catch((err: unknown) => {
-          if (err instanceof EdgeError) {
-            throw Object.assign(err, { message: `function "${change.name}": ${err.message}` });
+        let out: BuildOutput;
+        try {
+          out = await buildFunction({
+            repoDir: checkout.dir,
+            sourceDir: fn.sourceDir,
+            language: spec.source.language,
+            ...(spec.source.entry ? { entry: spec.source.entry } : {}),
+            abi: spec.abi,
+            memoryPages: spec.limits.memoryPages,
+            runtime: spec.runtime,
+            ...(this.deps.builder ? { options: this.deps.builder } : {}),
+          });
+        } catch (err) {
+          if (!(err instanceof EdgeError)) throw err;
+          // A project may choose to leave out functions whose toolchain this machine lacks
+          // (edgectl serve does): the rest of the commit applies, the skip is recorded.
+          if (err.code === "EDGE_ERR_BUILD_TOOLCHAIN_MISSING" && project.missingToolchain === "skip") {
+            skipped.push({ function: change.name, code: err.code, message: err.message });
+            log.warn(
+              { function: change.name, err: err.message },
+              "function skipped: toolchain not installed",
+            );
+            continue;
           }
-          throw err;
-        });
+          throw Object.assign(err, { message: `function "${change.name}": ${err.message}` });
+        }
         const functionId = randomUUID();
         const version = (stored.maxVersion.get(change.name) ?? 0) + 1;
         const key = artifactKey(functionId, String(version));
@@ -270,8 +302,15 @@ export class Reconciler {
           sha256: out.sha256,
           bytes: put.size,
           toolchain: out.toolchain,
+          cacheHit: out.cacheHit,
+          optimized: out.optimized,
+          sandbox: out.sandbox,
           ms: Math.round(out.durationMs),
         });
+      }
+      if (skipped.length > 0) {
+        const names = new Set(skipped.map((x) => x.function));
+        planned = { changes: planned.changes.filter((c) => !names.has(c.name)) };
       }
 
       const generation = await applyPlan(db, {
@@ -285,7 +324,7 @@ export class Reconciler {
         desired,
         builds,
         projectSpec,
-        result: { builds: buildLog, manifests: manifests.files },
+        result: { builds: buildLog, manifests: manifests.files, ...(skipped.length ? { skipped } : {}) },
         durationMs: performance.now() - started,
       });
       log.info(
@@ -306,6 +345,8 @@ export class Reconciler {
         plan: planned,
         error: null,
         projectSpec,
+        durationMs: performance.now() - started,
+        buildMs: buildLog.map((b) => b.ms as number),
       });
     } catch (err) {
       const e =
@@ -323,6 +364,8 @@ export class Reconciler {
         plan: planned,
         error: e,
         projectSpec,
+        durationMs: performance.now() - started,
+        buildMs: [],
       });
     }
   }
@@ -333,8 +376,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 /** Desired state of one function: its manifest settings plus the hashes that decide rebuilds. */
 async function describe(repoDir: string, fn: LoadedFunction): Promise<DesiredFunctionDetail> {
   const { metadata, spec } = fn.manifest;
-  const entrypoint =
-    spec.source.entry ?? (spec.source.language === "assemblyscript" ? "index.ts" : "module.wasm");
+  const entrypoint = spec.source.entry ?? defaultEntry(spec.source.language);
   const config = {
     language: spec.source.language,
     entrypoint,

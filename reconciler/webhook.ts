@@ -24,6 +24,8 @@ export interface WebhookDeps {
   reconciler: Reconciler;
   projects: CompiledProject[];
   maxBytes: number;
+  /** edgeplane_webhook_deliveries_total{event,result}. */
+  deliveries?: { inc(labels: { event: string; result: string }): void };
 }
 
 export function createWebhookHandler(deps: WebhookDeps) {
@@ -39,7 +41,7 @@ export function createWebhookHandler(deps: WebhookDeps) {
         (repo?.html_url !== undefined && p.repo === repo.html_url),
     );
 
-  return async (ctx: Context): Promise<void> => {
+  const handler = async (ctx: Context): Promise<void> => {
     const raw = await readBody(ctx.req, deps.maxBytes, "EDGE_ERR_WEBHOOK_TOO_LARGE");
     const event = ctx.get("x-github-event");
     const delivery = ctx.get("x-github-delivery");
@@ -101,5 +103,18 @@ export function createWebhookHandler(deps: WebhookDeps) {
       actor: `github:${payload.sender?.login ?? "unknown"}`,
     });
     return done(202, "queued", id);
+  };
+
+  // Every delivery is counted once: by what came of it, or by the error that refused it.
+  return async (ctx: Context): Promise<void> => {
+    const event = ctx.get("x-github-event") || "unknown";
+    try {
+      await handler(ctx);
+      const result = String((ctx.body as { result?: string } | undefined)?.result ?? "ok").split(":")[0]!;
+      deps.deliveries?.inc({ event, result });
+    } catch (err) {
+      deps.deliveries?.inc({ event, result: (err as { code?: string }).code ?? "error" });
+      throw err;
+    }
   };
 }

@@ -198,4 +198,18 @@ test("e2e: push → reconcile → build → gRPC intent → runner serves; updat
       ["create", "hello", sha1, "github:dev"],
     ],
   );
+
+  // The control plane's metrics count what happened (DESIGN.md names).
+  await cp.settled();
+  const metrics = await (await fetch(`${cp.url}/metrics`)).text();
+  const value = (series: string) =>
+    Number(new RegExp(`^${series.replace(/[{}"]/g, "\\$&")} (\\S+)$`, "m").exec(metrics)?.[1]);
+  t.is(value('edgeplane_reconcile_total{result="succeeded"}'), 4);
+  t.is(value('edgeplane_reconcile_total{result="failed"}'), 1);
+  t.is(value('edgeplane_webhook_deliveries_total{event="push",result="queued"}'), 5);
+  t.is(value('edgeplane_webhook_deliveries_total{event="push",result="duplicate"}'), 1);
+  t.is(value('edgeplane_webhook_deliveries_total{event="push",result="EDGE_ERR_WEBHOOK_SIGNATURE"}'), 1);
+  t.is(value('edgeplane_nodes{status="online"}'), 1);
+  t.is(value("edgeplane_deploy_propagation_seconds_count"), 3);
+  t.true(value("edgeplane_build_duration_seconds_count") >= 2);
 });

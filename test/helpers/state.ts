@@ -22,6 +22,7 @@ export const project = (name: string): CompiledProject => ({
   branch: "main",
   webhookSecret: null,
   notificationSecret: null,
+  missingToolchain: "fail",
 });
 
 export function fn(name: string, over: Partial<DesiredFunctionDetail> = {}): DesiredFunctionDetail {
