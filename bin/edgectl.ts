@@ -7,6 +7,7 @@
 //   edgectl validate [dir]         check the manifests of a repository; exit 1 with file:line:col errors
 //   edgectl reconcile <project>    queue a reconcile of the branch head through the API (--wait to follow it)
 //   edgectl audit                  read the audit log through the API, with filters
+//   edgectl certs init|runner      make the CA and certificates for mutual TLS on the control protocol
 
 import { watch } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -14,6 +15,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { createRunner } from "../edge-runner/index.ts";
+import { createCa, issueRunnerCert, issueServerCert, readCert, writeCert } from "../lib/certs.ts";
 import { EdgeError } from "../lib/errors.ts";
 import { createLogger } from "../lib/log.ts";
 import { type ControlPlaneOptions, createControlPlane } from "../reconciler/index.ts";
@@ -32,6 +34,9 @@ commands:
   reconcile <name>   reconcile a project's branch head now: --wait, --api URL
   audit              the audit log: --project P --function F --commit SHA --since T --until T
                      --limit N --json, --api URL
+  certs init         make a CA, the control plane's certificate and runner certificates in --dir (certs):
+                     --hosts localhost,127.0.0.1 (the control plane's names) --runners id1,id2
+  certs runner <id>  one more runner certificate, signed by the CA in --dir
 API commands talk to --api (default $EDGE_API_URL or http://127.0.0.1:8081).
 `;
 
@@ -51,6 +56,8 @@ export async function main(argv: string[]): Promise<number> {
         return await reconcileCommand(rest);
       case "audit":
         return await auditCommand(rest);
+      case "certs":
+        return await certsCommand(rest);
       case undefined:
       case "help":
       case "--help":
@@ -206,6 +213,7 @@ async function controlPlane(args: string[]): Promise<number> {
       "http-port": { type: "string" },
       "grpc-port": { type: "string" },
       "data-dir": { type: "string" },
+      "tls-dir": { type: "string" },
       insecure: { type: "boolean" },
     },
   });
@@ -220,6 +228,15 @@ async function controlPlane(args: string[]): Promise<number> {
     ...(values["grpc-port"] ? { grpcPort: Number(values["grpc-port"]) } : {}),
     ...(values["data-dir"] ? { dataDir: values["data-dir"] } : {}),
     ...(values.insecure ? { insecure: true } : {}),
+    ...(values["tls-dir"]
+      ? {
+          tls: {
+            ca: path.join(values["tls-dir"], "ca.crt"),
+            cert: path.join(values["tls-dir"], "control-plane.crt"),
+            key: path.join(values["tls-dir"], "control-plane.key"),
+          },
+        }
+      : {}),
   };
   const cp = await createControlPlane(options);
   await cp.start();
@@ -362,4 +379,39 @@ async function auditCommand(args: string[]): Promise<number> {
     );
   }
   return 0;
+}
+
+async function certsCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      dir: { type: "string", default: "certs" },
+      hosts: { type: "string", default: "localhost,127.0.0.1" },
+      runners: { type: "string", default: "" },
+    },
+  });
+  const [sub, nodeId] = positionals;
+  const dir = path.resolve(values.dir);
+  if (sub === "init") {
+    const ca = createCa();
+    await writeCert(dir, "ca", ca);
+    await writeCert(dir, "control-plane", issueServerCert(ca, values.hosts.split(",").filter(Boolean)));
+    const runners = values.runners.split(",").filter(Boolean);
+    for (const id of runners) await writeCert(dir, `runner-${id}`, issueRunnerCert(ca, id));
+    process.stdout.write(
+      `wrote ${dir}/ca.{crt,key}, control-plane.{crt,key}${runners.map((r) => `, runner-${r}.{crt,key}`).join("")}\n` +
+        "keep ca.key offline; give each runner ca.crt and its own runner-<id>.{crt,key}\n",
+    );
+    return 0;
+  }
+  if (sub === "runner" && nodeId) {
+    const ca = await readCert(dir, "ca");
+    await writeCert(dir, `runner-${nodeId}`, issueRunnerCert(ca, nodeId));
+    process.stdout.write(`wrote ${dir}/runner-${nodeId}.{crt,key}\n`);
+    return 0;
+  }
+  throw new Error(
+    "usage: edgectl certs init [--dir certs] [--hosts h1,h2] [--runners id1,id2] | edgectl certs runner <node-id> [--dir certs]",
+  );
 }

@@ -46,7 +46,13 @@ export interface ControlPlaneOptions {
   /** gRPC control listener for runners. Default 127.0.0.1:50051. */
   grpcHost?: string;
   grpcPort?: number;
-  /** Allow plaintext gRPC on a non-loopback address (mTLS arrives with the protocol issue). Default false. */
+  /**
+   * Mutual TLS for the gRPC control protocol: PEM file paths of the CA that signs runner
+   * certificates and of this control plane's certificate and key (`edgectl certs init` makes
+   * them). A runner's node id is then taken from its certificate's common name.
+   */
+  tls?: { ca: string; cert: string; key: string };
+  /** Allow plaintext gRPC on a non-loopback address. Default false. */
   insecure?: boolean;
   /** Base URL runners use to reach this control plane's HTTP listener. Default http://{httpHost}:{port}. */
   publicUrl?: string;
@@ -90,6 +96,7 @@ export interface CompiledControlPlaneOptions {
   grpcHost: string;
   grpcPort: number;
   insecure: boolean;
+  tls: { ca: string; cert: string; key: string } | null;
   publicUrl: string | null;
   maxWebhookBytes: number;
   pollIntervalMs: number;
@@ -107,11 +114,14 @@ export function compileControlPlaneOptions(o: ControlPlaneOptions): CompiledCont
   const dataDir = path.resolve(o.dataDir ?? ".edgeplane");
   const grpcHost = o.grpcHost ?? "127.0.0.1";
   const insecure = o.insecure ?? false;
-  if (!LOOPBACK.has(grpcHost) && !insecure) {
+  if (!LOOPBACK.has(grpcHost) && !insecure && !o.tls) {
     throw edgeError(
       "EDGE_ERR_CONFIG_INVALID",
-      `grpcHost ${grpcHost}: plaintext gRPC is only served on loopback unless insecure is set (mTLS is not implemented yet)`,
+      `grpcHost ${grpcHost}: give tls (ca, cert, key; see edgectl certs init) or set insecure to serve plaintext gRPC beyond loopback`,
     );
+  }
+  if (o.tls && (!o.tls.ca || !o.tls.cert || !o.tls.key)) {
+    throw edgeError("EDGE_ERR_CONFIG_INVALID", "tls: ca, cert and key are all required");
   }
   const names = new Set<string>();
   const projects = (o.projects ?? []).map((p, i): CompiledProject => {
@@ -147,6 +157,9 @@ export function compileControlPlaneOptions(o: ControlPlaneOptions): CompiledCont
     grpcHost,
     grpcPort: o.grpcPort ?? 50051,
     insecure,
+    tls: o.tls
+      ? { ca: path.resolve(o.tls.ca), cert: path.resolve(o.tls.cert), key: path.resolve(o.tls.key) }
+      : null,
     publicUrl: o.publicUrl ?? null,
     maxWebhookBytes: parseSize(o.maxWebhookBytes ?? "5MiB", "maxWebhookBytes"),
     pollIntervalMs: parseDuration(o.pollInterval ?? "5m", "pollInterval"),

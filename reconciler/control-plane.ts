@@ -2,7 +2,7 @@
 // registered projects, reconciler, rollouts to runners, status reporting, the polling
 // fallback, the HTTP API and the gRPC control server.
 
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -219,7 +219,13 @@ export async function createControlPlane(
       const host = o.httpHost.includes(":") ? `[${o.httpHost}]` : o.httpHost;
       cp.url = `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${cp.httpPort}`;
       if (local) local.baseUrl = `${o.publicUrl ?? cp.url}/artifacts`;
-      cp.grpcPort = await control.start(o.grpcHost, o.grpcPort);
+      cp.grpcPort = await control.start(
+        o.grpcHost,
+        o.grpcPort,
+        o.tls
+          ? { ca: await readFile(o.tls.ca), cert: await readFile(o.tls.cert), key: await readFile(o.tls.key) }
+          : undefined,
+      );
       // A generation committed by any replica reaches the runners connected to this one: at
       // once through NOTIFY, and within generationPoll through the fallback poll should a
       // notification be lost (a dropped listener connection).

@@ -66,6 +66,11 @@ export interface ControlServerDeps {
 
 const HELLO_TIMEOUT_MS = 10_000;
 
+/** Ends a runner's stream with a gRPC status the runner sees (destroy() would send none). */
+function refuse(call: ServerConnectStream, code: grpc.status, details: string): void {
+  call.emit("error", { code, details, message: details, name: "Error" });
+}
+
 const labelKey = (labels: Record<string, string>) =>
   Object.keys(labels)
     .sort()
@@ -89,6 +94,7 @@ export class ControlServer {
   private sweeper: NodeJS.Timeout | null = null;
   private readonly now: () => number;
   private readonly offlineAfterMs: number;
+  private mtls = false;
 
   constructor(private readonly deps: ControlServerDeps) {
     this.now = deps.now ?? Date.now;
@@ -96,13 +102,21 @@ export class ControlServer {
     this.server.addService(edgeControlService, { Connect: (call: ServerConnectStream) => this.accept(call) });
   }
 
-  async start(host: string, port: number): Promise<number> {
+  /**
+   * Listens for runners. With tls, the connection is mutual TLS: a runner must present a
+   * certificate signed by tls.ca, and its node id is its certificate's common name.
+   */
+  async start(host: string, port: number, tls?: { ca: Buffer; cert: Buffer; key: Buffer }): Promise<number> {
+    this.mtls = tls !== undefined;
+    const credentials = tls
+      ? grpc.ServerCredentials.createSsl(tls.ca, [{ cert_chain: tls.cert, private_key: tls.key }], true)
+      : grpc.ServerCredentials.createInsecure();
     this.sweeper = setInterval(() => void this.sweep(), this.deps.sweepIntervalMs ?? 5_000);
     this.sweeper.unref();
     return new Promise((resolve, reject) => {
       this.server.bindAsync(
         `${host.includes(":") ? `[${host}]` : host}:${port}`,
-        grpc.ServerCredentials.createInsecure(),
+        credentials,
         (err, bound) => (err ? reject(err) : resolve(bound)),
       );
     });
@@ -331,7 +345,7 @@ export class ControlServer {
   private accept(call: ServerConnectStream): void {
     let session: Session | null = null;
     const helloTimer = setTimeout(() => {
-      if (!session) call.destroy(new Error("no hello within 10 s"));
+      if (!session) refuse(call, grpc.status.DEADLINE_EXCEEDED, "no hello within 10 s");
     }, HELLO_TIMEOUT_MS);
 
     call.on("data", (msg: RunnerMessage) => {
@@ -340,8 +354,28 @@ export class ControlServer {
         if (session) return; // a second hello on one stream is ignored
         const hello = msg.hello;
         if (!NODE_ID.test(hello.node_id) || !hello.pop) {
-          call.destroy(new Error("hello needs a node_id ([A-Za-z0-9._-], ≤128) and a pop"));
+          refuse(
+            call,
+            grpc.status.INVALID_ARGUMENT,
+            "hello needs a node_id ([A-Za-z0-9._-], ≤128) and a pop",
+          );
           return;
+        }
+        if (this.mtls) {
+          // The certificate, not the message, says who this is.
+          const cn = call.getAuthContext().sslPeerCertificate?.subject?.CN;
+          if (cn !== hello.node_id) {
+            this.deps.log.warn(
+              { claimed: hello.node_id, certificate: cn },
+              "runner claimed a node id its certificate does not carry",
+            );
+            refuse(
+              call,
+              grpc.status.PERMISSION_DENIED,
+              `node id "${hello.node_id}" does not match the certificate's "${cn ?? "(none)"}"`,
+            );
+            return;
+          }
         }
         session = this.attach(call, hello, call.getPeer().replace(/:\d+$/, ""));
       } else if (session && "ack" in msg && msg.ack) {
