@@ -217,6 +217,16 @@ export const catalogue = {
     area: ApiError,
     summary: "The requested API object or path does not exist.",
   },
+  EDGE_ERR_API_UNAUTHORIZED: {
+    status: 401,
+    area: ApiError,
+    summary: "The request carries no valid bearer token for this endpoint.",
+  },
+  EDGE_ERR_API_FORBIDDEN: {
+    status: 403,
+    area: ApiError,
+    summary: "The endpoint is disabled by configuration, or the token may not do this.",
+  },
   EDGE_ERR_API_BAD_REQUEST: { status: 400, area: ApiError, summary: "The API request is malformed." },
   EDGE_ERR_INTERNAL: {
     status: 500,

@@ -10,6 +10,7 @@ import type { Logger } from "../lib/log.ts";
 import { type AuditFilter, listAudit } from "./audit.ts";
 import type { CompiledProject } from "./config.ts";
 import type { Db } from "./db.ts";
+import { createHttpHeartbeat } from "./http-heartbeat.ts";
 import type { ControlPlaneMetrics } from "./metrics.ts";
 import { listProjects } from "./projects.ts";
 import type { Reconciler } from "./reconcile.ts";
@@ -19,6 +20,7 @@ import { createWebhookHandler } from "./webhook.ts";
 
 export interface ApiDeps {
   db: Db;
+  runnerToken: string | null;
   metrics: ControlPlaneMetrics;
   reconciler: Reconciler;
   store: ArtifactStore;
@@ -131,6 +133,10 @@ export function createApi(deps: ApiDeps): Koa {
       ),
     };
   });
+  router.post(
+    "/api/v1/nodes/:id/heartbeat",
+    createHttpHeartbeat({ db, runnerToken: deps.runnerToken, artifactUrl: (k) => deps.store.url(k) }),
+  );
   router.get("/api/v1/audit", async (ctx) => {
     const str = (name: string) => {
       const v = ctx.query[name];

@@ -68,6 +68,11 @@ export interface ControlPlaneOptions {
   github?: { apiBase?: string; token?: string };
   /** Retries of status deliveries (commit statuses, notifications): attempts and the doubling delay. */
   statusRetry?: { attempts?: number; minDelay?: string | number; maxDelay?: string | number };
+  /**
+   * Bearer token runners present to POST /api/v1/nodes/:id/heartbeat (for runners that cannot
+   * hold a gRPC stream). Without one that endpoint is disabled (403).
+   */
+  runnerToken?: string;
   /** Builder options (docs/builder.md); the build cache defaults to {dataDir}/build-cache. */
   builder?: BuilderOptions;
   /** Registered projects. */
@@ -105,6 +110,7 @@ export interface CompiledControlPlaneOptions {
   github: { apiBase: string; token: string | null } | null;
   statusRetry: { attempts: number; minDelayMs: number; maxDelayMs: number };
   builder: BuilderOptions;
+  runnerToken: string | null;
   projects: CompiledProject[];
 }
 
@@ -172,6 +178,7 @@ export function compileControlPlaneOptions(o: ControlPlaneOptions): CompiledCont
       maxDelayMs: parseDuration(o.statusRetry?.maxDelay ?? "60s", "statusRetry.maxDelay"),
     },
     builder: { cacheDir: path.join(dataDir, "build-cache"), ...o.builder },
+    runnerToken: o.runnerToken ?? null,
     projects,
   };
 }

@@ -191,6 +191,7 @@ export async function createControlPlane(
     store,
     projects: o.projects,
     maxWebhookBytes: o.maxWebhookBytes,
+    runnerToken: o.runnerToken,
     metrics,
     log,
   });
