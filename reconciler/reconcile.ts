@@ -233,11 +233,21 @@ export class Reconciler {
     let commit: string | null = req.commit_sha;
     let projectSpec: ProjectSpec | null = null;
     try {
+      // Milliseconds per phase, recorded with the result (where a slow reconcile spent its time).
+      const timings: Record<string, number> = {};
+      let mark = performance.now();
+      const phase = (name: string) => {
+        const now = performance.now();
+        timings[name] = Math.round((now - mark) * 10) / 10;
+        mark = now;
+      };
       const checkout = await project.source.checkout(req.commit_sha);
+      phase("checkout");
       commit = checkout.commit;
       if (req.commit_sha !== checkout.commit) await setCommit(db, req.id, checkout.commit);
       hooks?.started?.({ id: req.id, project, commit });
       const manifests = await loadManifests(checkout.dir);
+      phase("manifests");
       projectSpec = manifests.project?.spec ?? null;
       if (manifests.project && manifests.project.metadata.name !== project.name) {
         log.warn(
@@ -251,6 +261,7 @@ export class Reconciler {
 
       const stored = await loadStoredState(db, project.id);
       planned = plan([...desired.values()], stored.functions);
+      phase("plan");
 
       const builds = new Map<string, BuiltArtifact>();
       const buildLog: Record<string, unknown>[] = [];
@@ -313,6 +324,7 @@ export class Reconciler {
         planned = { changes: planned.changes.filter((c) => !names.has(c.name)) };
       }
 
+      phase("build");
       const generation = await applyPlan(db, {
         projectId: project.id,
         reconciliationId: req.id,
@@ -324,7 +336,7 @@ export class Reconciler {
         desired,
         builds,
         projectSpec,
-        result: { builds: buildLog, manifests: manifests.files, ...(skipped.length ? { skipped } : {}) },
+        result: { builds: buildLog, manifests: manifests.files, timings, ...(skipped.length ? { skipped } : {}) },
         durationMs: performance.now() - started,
       });
       log.info(
