@@ -50,6 +50,8 @@ export interface Session {
   offline: boolean;
   /** Generation for which drift was last corrected (drift is acted on once per generation). */
   driftGeneration: string;
+  /** The per-function results of the last ack recorded, to skip rewriting identical ones. */
+  lastResults: string;
 }
 
 export interface ControlServerDeps {
@@ -246,6 +248,7 @@ export class ControlServer {
       lastHeartbeatMs: this.now(),
       offline: false,
       driftGeneration: "",
+      lastResults: "",
     };
     this.sessions.set(hello.node_id, session);
     void this.enqueueSend(async () => {
@@ -403,7 +406,9 @@ export class ControlServer {
     const generation = Number(ack.generation) || 0;
     s.ackedGeneration = Math.max(s.ackedGeneration, generation);
     try {
-      await recordAck(this.deps.db, s.nodeId, generation, ack.results);
+      const results = JSON.stringify(ack.results);
+      await recordAck(this.deps.db, s.nodeId, generation, ack.results, results !== s.lastResults);
+      s.lastResults = results;
     } catch (err) {
       this.deps.log.warn({ err, node: s.nodeId }, "ack not recorded");
     }

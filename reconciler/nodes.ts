@@ -59,26 +59,60 @@ export interface AckResult {
 }
 
 /** Records a node's ack: its generation, its per-function results, and the deployments they settle. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Records a node's ack: its generation, its per-function results, and the deployments they
+ * settle. `resultsChanged: false` (the results equal the node's previous ack) writes only the
+ * generation: a route-only change acked by a thousand runners is then a thousand one-row
+ * updates, not a thousand inventory rewrites. Each write is one statement over arrays.
+ */
 export async function recordAck(
   db: Db,
   nodeId: string,
   generation: number,
   results: AckResult[],
+  resultsChanged = true,
 ): Promise<void> {
+  if (!resultsChanged) {
+    await db.query(
+      "UPDATE nodes SET acked_generation = GREATEST(acked_generation, $2), updated_at = now() WHERE id = $1",
+      [nodeId, generation],
+    );
+    return;
+  }
+  // Function ids are uuids; a runner reporting anything else gets those entries ignored.
+  results = results.filter((r) => UUID.test(r.function_id));
+  const ok = results.filter((r) => r.status === "OK").map((r) => r.function_id);
+  const failed = results.filter((r) => r.status !== "OK").map((r) => r.function_id);
   await db.transaction(async (tx) => {
     await tx.query(
       "UPDATE nodes SET acked_generation = GREATEST(acked_generation, $2), updated_at = now() WHERE id = $1",
       [nodeId, generation],
     );
     await tx.query("DELETE FROM node_inventory WHERE node_id = $1", [nodeId]);
-    for (const r of results) {
+    if (results.length > 0) {
       await tx.query(
-        `INSERT INTO node_inventory (node_id, function_id, version, status, message) VALUES ($1, $2, $3, $4, $5)`,
-        [nodeId, r.function_id, r.version, r.status, r.message],
+        `INSERT INTO node_inventory (node_id, function_id, version, status, message)
+         SELECT $1, f, v, s, m FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[]) AS r(f, v, s, m)`,
+        [
+          nodeId,
+          results.map((r) => r.function_id),
+          results.map((r) => r.version),
+          results.map((r) => r.status),
+          results.map((r) => r.message),
+        ],
       );
+    }
+    for (const [ids, status] of [
+      [ok, "completed"],
+      [failed, "failed"],
+    ] as const) {
+      if (ids.length === 0) continue;
       await tx.query(
-        `UPDATE deployments SET status = $2, updated_at = now() WHERE function_id = $1 AND active AND status IN ('pending', 'in_progress')`,
-        [r.function_id, r.status === "OK" ? "completed" : "failed"],
+        `UPDATE deployments SET status = $2, updated_at = now()
+          WHERE function_id = ANY($1::uuid[]) AND active AND status IN ('pending', 'in_progress')`,
+        [ids, status],
       );
     }
   });

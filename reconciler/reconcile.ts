@@ -336,7 +336,12 @@ export class Reconciler {
         desired,
         builds,
         projectSpec,
-        result: { builds: buildLog, manifests: manifests.files, timings, ...(skipped.length ? { skipped } : {}) },
+        result: {
+          builds: buildLog,
+          manifests: manifests.files,
+          timings,
+          ...(skipped.length ? { skipped } : {}),
+        },
         durationMs: performance.now() - started,
       });
       log.info(

@@ -63,8 +63,12 @@ export async function rollout(
     );
     acked = new Set(rows.map((r) => r.id));
     if (acked.size === ids.length || Date.now() >= deadline) break;
-    // Woken by an ack on this replica, or polling for acks recorded by other replicas.
+    // Woken by an ack on this replica, or polling for acks recorded by other replicas; at most
+    // one query per 25 ms however fast the acks come.
+    const polled = Date.now();
     await control.nextAck(Math.min(100, deadline - Date.now()));
+    const since = Date.now() - polled;
+    if (since < 25) await new Promise((r) => setTimeout(r, 25 - since));
   }
   const propagationMs = performance.now() - started;
   const failureRows = await db.query<{
