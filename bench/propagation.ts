@@ -10,13 +10,10 @@
 // Needs PostgreSQL on 127.0.0.1:5432 (database test).
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { createHmac, randomBytes, randomUUID } from "node:crypto";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import pg from "pg";
-import { simpleGit } from "simple-git";
 import { createLogger } from "../lib/log.ts";
 import {
   type ControlMessage,
@@ -26,6 +23,9 @@ import {
   type RunnerMessage,
 } from "../proto/index.ts";
 import { type ControlPlane, createControlPlane } from "../reconciler/index.ts";
+import { DATABASE_URL, freshSchema } from "../test/helpers/db.ts";
+import { createTestRepo } from "../test/helpers/git.ts";
+import { pushCommit } from "../test/helpers/webhook.ts";
 
 const { values } = parseArgs({
   options: {
@@ -36,22 +36,12 @@ const { values } = parseArgs({
 });
 const SIZES = values.runners.split(",").map(Number);
 const ROUNDS = Number(values.rounds);
-const DATABASE_URL = process.env.EDGE_TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const SECRET = "bench-secret";
 const FUNCTIONS = 20;
 
 // ---- a repository of 20 small WAT functions ------------------------------------------------
 const root = await mkdtemp(path.join(tmpdir(), "edgeplane-bench-prop-"));
-const origin = path.join(root, "origin.git");
-const work = path.join(root, "work");
-await mkdir(origin);
-await simpleGit(origin).init(true, ["--initial-branch=main"]);
-await mkdir(work);
-const git = simpleGit(work);
-await git.init(["--initial-branch=main"]);
-await git.addConfig("user.name", "bench");
-await git.addConfig("user.email", "bench@edgeplane.invalid");
-await git.addRemote("origin", origin);
+const repo = await createTestRepo(root);
 const wat = (text: string) => `(module
   (import "edge" "response_write" (func $w (param i32 i32) (result i32)))
   (memory (export "memory") 1 1)
@@ -67,24 +57,12 @@ const manifest = (routePrefix: string) =>
         `apiVersion: edgeplane.dev/v1\nkind: Function\nmetadata: { name: f${i} }\nspec:\n  source: { path: ./f${i}, language: wat, entry: module.wat }\n  limits: { memoryPages: 1 }\n  routes: [{ host: f${i}.prop.test, path: /${i === 0 ? routePrefix : "x"}/* }]\n`,
     ),
   ].join("---\n");
-for (let i = 0; i < FUNCTIONS; i++) {
-  await mkdir(path.join(work, `f${i}`));
-  await writeFile(path.join(work, `f${i}`, "module.wat"), wat(`f${i}`));
-}
-await writeFile(path.join(work, "edge.yaml"), manifest("a"));
-const commit = async (message: string) => {
-  await git.add(["-A"]);
-  await git.commit(message);
-  await git.push("origin", "main");
-  return (await git.revparse(["HEAD"])).trim();
-};
-const first = await commit("20 functions");
+const files: Record<string, string> = { "edge.yaml": manifest("a") };
+for (let i = 0; i < FUNCTIONS; i++) files[`f${i}/module.wat`] = wat(`f${i}`);
+const first = await repo.commit(files, "20 functions");
 
 // ---- control plane ---------------------------------------------------------------------------
-const schema = `bench_${randomBytes(4).toString("hex")}`;
-const admin = new pg.Client({ connectionString: DATABASE_URL });
-await admin.connect();
-await admin.query(`CREATE SCHEMA ${schema}`);
+const { schema, drop } = await freshSchema();
 const cp: ControlPlane = await createControlPlane(
   {
     dataDir: path.join(root, "cp"),
@@ -94,31 +72,13 @@ const cp: ControlPlane = await createControlPlane(
     grpcPort: 0,
     pollInterval: "0",
     ackTimeout: "60s",
-    projects: [{ name: "prop", repo: origin, fullName: "bench/prop", webhookSecret: SECRET }],
+    projects: [{ name: "prop", repo: repo.origin, fullName: "bench/prop", webhookSecret: SECRET }],
   },
   createLogger("bench", "warn"),
 );
 await cp.start();
 
-async function push(sha: string): Promise<string> {
-  const body = JSON.stringify({
-    ref: "refs/heads/main",
-    after: sha,
-    repository: { full_name: "bench/prop" },
-    sender: { login: "bench" },
-  });
-  const res = await fetch(`${cp.url}/webhooks/github`, {
-    method: "POST",
-    headers: {
-      "content-type": "application/json",
-      "x-github-event": "push",
-      "x-github-delivery": randomUUID(),
-      "x-hub-signature-256": `sha256=${createHmac("sha256", SECRET).update(body).digest("hex")}`,
-    },
-    body,
-  });
-  return ((await res.json()) as { reconciliation: string }).reconciliation;
-}
+const push = (sha: string) => pushCommit(cp.url, sha, "bench/prop", SECRET);
 
 /** Webhook received → every target runner acked (the rollout's outcome is recorded then). */
 async function propagate(sha: string, expectBuilds: number): Promise<number> {
@@ -224,12 +184,14 @@ for (const n of SIZES) {
   const rebuild: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     flip = !flip;
-    await writeFile(path.join(work, "edge.yaml"), manifest(flip ? "b" : "a"));
-    routeOnly.push(await propagate(await commit(`route ${r}`), 0));
+    routeOnly.push(
+      await propagate(await repo.commit({ "edge.yaml": manifest(flip ? "b" : "a") }, `route ${r}`), 0),
+    );
   }
   for (let r = 0; r < ROUNDS; r++) {
-    await writeFile(path.join(work, "f1", "module.wat"), wat(`f1 v${++version}`));
-    rebuild.push(await propagate(await commit(`rebuild ${r}`), 1));
+    rebuild.push(
+      await propagate(await repo.commit({ "f1/module.wat": wat(`f1 v${++version}`) }, `rebuild ${r}`), 1),
+    );
   }
   rows.push(
     `| ${n} | ${median(base).toFixed(1)} | ${median(routeOnly).toFixed(0)} (p90 ${p90(routeOnly).toFixed(0)}) | ${median(rebuild).toFixed(0)} (p90 ${p90(rebuild).toFixed(0)}) |`,
@@ -252,8 +214,7 @@ for (const n of SIZES) {
 }
 
 await cp.stop();
-await admin.query(`DROP SCHEMA ${schema} CASCADE`);
-await admin.end();
+await drop();
 await rm(root, { recursive: true, force: true });
 
 console.log(

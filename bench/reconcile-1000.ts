@@ -6,23 +6,22 @@
 //   node --import tsx bench/reconcile-1000.ts [--functions 1000] [--rounds 5]
 // Needs PostgreSQL on 127.0.0.1:5432 (database test), like the tests.
 
-import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
-import pg from "pg";
-import { simpleGit } from "simple-git";
+import { parseArgs, promisify } from "node:util";
 import wabtInit from "wabt";
 import { createLogger } from "../lib/log.ts";
 import { createControlPlane } from "../reconciler/index.ts";
+import { DATABASE_URL, freshSchema } from "../test/helpers/db.ts";
+import { createTestRepo } from "../test/helpers/git.ts";
 
 const { values } = parseArgs({
   options: { functions: { type: "string", default: "1000" }, rounds: { type: "string", default: "5" } },
 });
 const N = Number(values.functions);
 const ROUNDS = Number(values.rounds);
-const DATABASE_URL = process.env.EDGE_TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 
 const wabt = await wabtInit();
 const moduleBytes = (marker: number) =>
@@ -36,41 +35,19 @@ const moduleBytes = (marker: number) =>
     .toBinary({}).buffer;
 
 const root = await mkdtemp(path.join(tmpdir(), "edgeplane-bench-reconcile-"));
-const origin = path.join(root, "origin.git");
-const work = path.join(root, "work");
-await mkdir(origin);
-await simpleGit(origin).init(true, ["--initial-branch=main"]);
-await mkdir(work);
-const git = simpleGit(work);
-await git.init(["--initial-branch=main"]);
-await git.addConfig("user.name", "bench");
-await git.addConfig("user.email", "bench@edgeplane.invalid");
-await git.addRemote("origin", origin);
-await writeFile(
-  path.join(work, "edge.yaml"),
-  "apiVersion: edgeplane.dev/v1\nkind: Project\nmetadata: { name: big }\nspec: { domains: [big.test] }\n",
-);
-for (let i = 0; i < N; i++) {
-  const dir = path.join(work, "functions", `f${i}`);
-  await mkdir(dir, { recursive: true });
-  await writeFile(path.join(dir, "module.wasm"), moduleBytes(i));
-  await writeFile(
-    path.join(dir, "edge.yaml"),
-    `apiVersion: edgeplane.dev/v1\nkind: Function\nmetadata: { name: f${i} }\nspec:\n  source: { path: ., language: wasm }\n  limits: { memoryPages: 1 }\n  routes: [{ host: f${i}.big.test, path: /* }]\n`,
-  );
-}
-const commit = async (message: string) => {
-  await git.add(["-A"]);
-  await git.commit(message);
-  await git.push("origin", "main");
-  return (await git.revparse(["HEAD"])).trim();
+const repo = await createTestRepo(root);
+const files: Record<string, string | Uint8Array> = {
+  "edge.yaml":
+    "apiVersion: edgeplane.dev/v1\nkind: Project\nmetadata: { name: big }\nspec: { domains: [big.test] }\n",
 };
-const first = await commit("1000 functions");
-
-const schema = `bench_${randomBytes(4).toString("hex")}`;
-const admin = new pg.Client({ connectionString: DATABASE_URL });
-await admin.connect();
-await admin.query(`CREATE SCHEMA ${schema}`);
+for (let i = 0; i < N; i++) {
+  files[`functions/f${i}/module.wasm`] = moduleBytes(i);
+  files[`functions/f${i}/edge.yaml`] =
+    `apiVersion: edgeplane.dev/v1\nkind: Function\nmetadata: { name: f${i} }\nspec:\n  source: { path: ., language: wasm }\n  limits: { memoryPages: 1 }\n  routes: [{ host: f${i}.big.test, path: /* }]\n`;
+}
+const first = await repo.commit(files, "1000 functions");
+const origin = repo.origin;
+const { schema, drop } = await freshSchema();
 const cp = await createControlPlane(
   {
     dataDir: path.join(root, "cp"),
@@ -105,18 +82,25 @@ const initial = await reconcile(first);
 const noop: number[] = [];
 const oneChanged: { ms: number; builds: number }[] = [];
 const baseline: number[] = [];
-const probe = simpleGit(path.join(root, "cp", "git", "big"));
+const probeDir = path.join(root, "cp", "git", "big");
+const git = (...args: string[]) => promisify(execFile)("git", ["-C", probeDir, ...args]);
 for (let r = 0; r < ROUNDS; r++) {
   const b0 = performance.now();
-  await probe.fetch(["--quiet", "--prune", "--force", "origin", "+refs/heads/*:refs/remotes/origin/*"]);
-  await probe.raw(["checkout", "--quiet", "--force", "--detach", first]);
+  await git(
+    "fetch",
+    "--quiet",
+    "--no-tags",
+    "--force",
+    "origin",
+    "+refs/heads/main:refs/remotes/origin/main",
+  );
+  await git("checkout", "--quiet", "--force", "--detach", first);
   baseline.push(performance.now() - b0);
   noop.push((await reconcile(first)).ms);
 }
 let head = first;
 for (let r = 0; r < ROUNDS; r++) {
-  await writeFile(path.join(work, "functions", "f7", "module.wasm"), moduleBytes(100_000 + r));
-  head = await commit(`change f7 (${r})`);
+  head = await repo.commit({ "functions/f7/module.wasm": moduleBytes(100_000 + r) }, `change f7 (${r})`);
   const res = await reconcile(head);
   if (res.builds !== 1) throw new Error(`expected exactly one build, got ${res.builds}`);
   oneChanged.push(res);
@@ -125,8 +109,7 @@ for (let r = 0; r < ROUNDS; r++) {
 }
 
 await cp.stop();
-await admin.query(`DROP SCHEMA ${schema} CASCADE`);
-await admin.end();
+await drop();
 await rm(root, { recursive: true, force: true });
 
 console.log(

@@ -3,7 +3,7 @@
 // so that control-plane replicas share it; see Reconciler below.
 
 import { randomUUID } from "node:crypto";
-import { hostname } from "node:os";
+import { availableParallelism, hostname } from "node:os";
 import path from "node:path";
 import {
   type ArtifactStore,
@@ -266,13 +266,14 @@ export class Reconciler {
       const builds = new Map<string, BuiltArtifact>();
       const buildLog: Record<string, unknown>[] = [];
       const skipped: { function: string; code: string; message: string }[] = [];
-      for (const change of planned.changes) {
-        if (change.action !== "create" && change.action !== "update") continue;
+      const toBuild = planned.changes.filter((c) => c.action === "create" || c.action === "update");
+      // Builds run in child processes, so as many at once as there are cores; results are
+      // recorded in plan order whatever order they finish in.
+      const outputs = await mapLimit(toBuild, Math.max(1, availableParallelism()), async (change) => {
         const fn = manifests.functions.find((f) => f.manifest.metadata.name === change.name)!;
         const spec = fn.manifest.spec;
-        let out: BuildOutput;
         try {
-          out = await buildFunction({
+          return await buildFunction({
             repoDir: checkout.dir,
             sourceDir: fn.sourceDir,
             language: spec.source.language,
@@ -287,14 +288,20 @@ export class Reconciler {
           // A project may choose to leave out functions whose toolchain this machine lacks
           // (edgectl serve does): the rest of the commit applies, the skip is recorded.
           if (err.code === "EDGE_ERR_BUILD_TOOLCHAIN_MISSING" && project.missingToolchain === "skip") {
-            skipped.push({ function: change.name, code: err.code, message: err.message });
             log.warn(
               { function: change.name, err: err.message },
               "function skipped: toolchain not installed",
             );
-            continue;
+            return err;
           }
           throw Object.assign(err, { message: `function "${change.name}": ${err.message}` });
+        }
+      });
+      for (const [i, change] of toBuild.entries()) {
+        const out: BuildOutput | EdgeError = outputs[i]!;
+        if (out instanceof EdgeError) {
+          skipped.push({ function: change.name, code: out.code, message: out.message });
+          continue;
         }
         const functionId = randomUUID();
         const version = (stored.maxVersion.get(change.name) ?? 0) + 1;

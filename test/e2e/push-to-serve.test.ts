@@ -2,7 +2,7 @@
 // plane on the real PostgreSQL, a runner over loopback gRPC, signed GitHub push webhooks, and
 // HTTP requests to the runner. One test, because each step builds on the state of the last.
 
-import { createHmac, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import test from "ava";
@@ -12,6 +12,7 @@ import { DATABASE_URL, freshSchema } from "../helpers/db.ts";
 import { createTestRepo } from "../helpers/git.ts";
 import { request } from "../helpers/http.ts";
 import { tempDir } from "../helpers/tmp.ts";
+import { pushBody, sendWebhook } from "../helpers/webhook.ts";
 
 const SECRET = "e2e-webhook-secret";
 const EXAMPLE = path.resolve("example-repo/hello");
@@ -72,25 +73,13 @@ test("e2e: push → reconcile → build → gRPC intent → runner serves; updat
   });
 
   const push = async (sha: string, opts: { secret?: string; delivery?: string } = {}) => {
-    const body = JSON.stringify({
-      ref: "refs/heads/main",
-      before: "0".repeat(40),
-      after: sha,
+    // The payload names a clone URL of its own; the control plane must clone the registered one.
+    const body = pushBody(sha, "acme/site", {
       repository: { full_name: "acme/site", clone_url: "https://git.invalid/acme/site.git" },
-      sender: { login: "dev" },
     });
-    const signature = `sha256=${createHmac("sha256", opts.secret ?? SECRET)
-      .update(body)
-      .digest("hex")}`;
-    const res = await fetch(`${cp.url}/webhooks/github`, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        "x-github-event": "push",
-        "x-github-delivery": opts.delivery ?? randomUUID(),
-        "x-hub-signature-256": signature,
-      },
-      body,
+    const res = await sendWebhook(cp.url, body, {
+      secret: opts.secret ?? SECRET,
+      ...(opts.delivery ? { delivery: opts.delivery } : {}),
     });
     return {
       status: res.status,

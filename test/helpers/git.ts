@@ -8,7 +8,7 @@ export interface TestRepo {
   origin: string;
   work: string;
   /** Writes files (path → content; null deletes), commits everything, pushes main; returns the sha. */
-  commit(files: Record<string, string | null>, message: string): Promise<string>;
+  commit(files: Record<string, string | Uint8Array | null>, message: string): Promise<string>;
   /** The sha of the last commit. */
   head(): Promise<string>;
   /** Copies a directory into the work tree. */

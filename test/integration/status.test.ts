@@ -2,7 +2,7 @@
 // runners in two POPs over loopback gRPC, and a local server standing in for GitHub's API and
 // for a notification receiver.
 
-import { createHmac, randomUUID } from "node:crypto";
+import { createHmac } from "node:crypto";
 import path from "node:path";
 import test from "ava";
 import { createRunner, type Runner } from "../../edge-runner/index.ts";
@@ -11,6 +11,7 @@ import { DATABASE_URL, freshSchema } from "../helpers/db.ts";
 import { createTestRepo, type TestRepo } from "../helpers/git.ts";
 import { type Recorder, startRecorder } from "../helpers/recorder.ts";
 import { tempDir } from "../helpers/tmp.ts";
+import { pushCommit } from "../helpers/webhook.ts";
 
 const SECRET = "status-secret";
 
@@ -78,25 +79,7 @@ async function world(t: { teardown: (f: () => Promise<void>) => void }): Promise
   return { cp, repo, rec, runners };
 }
 
-async function push(cp: ControlPlane, sha: string): Promise<string> {
-  const body = JSON.stringify({
-    ref: "refs/heads/main",
-    after: sha,
-    repository: { full_name: "acme/site" },
-    sender: { login: "dev" },
-  });
-  const res = await fetch(`${cp.url}/webhooks/github`, {
-    method: "POST",
-    headers: {
-      "content-type": "application/json",
-      "x-github-event": "push",
-      "x-github-delivery": randomUUID(),
-      "x-hub-signature-256": `sha256=${createHmac("sha256", SECRET).update(body).digest("hex")}`,
-    },
-    body,
-  });
-  return ((await res.json()) as { reconciliation: string }).reconciliation;
-}
+const push = (cp: ControlPlane, sha: string) => pushCommit(cp.url, sha, "acme/site", SECRET);
 
 const statuses = (rec: Recorder, sha: string) =>
   rec.calls

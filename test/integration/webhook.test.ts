@@ -3,12 +3,13 @@
 // refused and recorded. One control plane serves the whole file (PGlite takes ~3 s to start),
 // so the tests run serially and compare counts before and after instead of expecting emptiness.
 
-import { createHmac, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import path from "node:path";
 import test from "ava";
 import { type ControlPlane, createControlPlane } from "../../reconciler/index.ts";
 import { createTestRepo, type TestRepo } from "../helpers/git.ts";
 import { tempDir } from "../helpers/tmp.ts";
+import { sendWebhook, pushBody as signedPushBody } from "../helpers/webhook.ts";
 
 const SECRET = "hook-secret";
 const MANIFEST = `apiVersion: edgeplane.dev/v1
@@ -50,28 +51,10 @@ test.after.always(() => stop());
 const count = async (cp: ControlPlane, table: string) =>
   (await cp.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`))[0]!.n;
 
-function send(cp: ControlPlane, body: string, headers: Record<string, string> = {}, secret = SECRET) {
-  return fetch(`${cp.url}/webhooks/github`, {
-    method: "POST",
-    headers: {
-      "content-type": "application/json",
-      "x-github-event": "push",
-      "x-github-delivery": randomUUID(),
-      "x-hub-signature-256": `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`,
-      ...headers,
-    },
-    body,
-  });
-}
+const send = (cp: ControlPlane, body: string, headers: Record<string, string> = {}) =>
+  sendWebhook(cp.url, body, { secret: SECRET, headers });
 
-const pushBody = (sha: string, over: Record<string, unknown> = {}) =>
-  JSON.stringify({
-    ref: "refs/heads/main",
-    after: sha,
-    repository: { full_name: "acme/site" },
-    sender: { login: "dev" },
-    ...over,
-  });
+const pushBody = (sha: string, over: Record<string, unknown> = {}) => signedPushBody(sha, "acme/site", over);
 
 test.serial("webhook: refuses an oversize body with 413 before reading it whole", async (t) => {
   const { cp, sha } = shared;
