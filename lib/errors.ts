@@ -227,6 +227,11 @@ export const catalogue = {
     area: ApiError,
     summary: "The endpoint is disabled by configuration, or the token may not do this.",
   },
+  EDGE_ERR_API_TOO_LARGE: {
+    status: 413,
+    area: ApiError,
+    summary: "The API request body exceeds the endpoint's size limit.",
+  },
   EDGE_ERR_API_BAD_REQUEST: { status: 400, area: ApiError, summary: "The API request is malformed." },
   EDGE_ERR_INTERNAL: {
     status: 500,

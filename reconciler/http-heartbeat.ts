@@ -114,7 +114,7 @@ export function createHttpHeartbeat(deps: HttpHeartbeatDeps) {
         "EDGE_ERR_API_BAD_REQUEST",
         `node id "${nodeId}": use [A-Za-z0-9._-], at most 128 characters`,
       );
-    const hb = parse(await readBody(ctx.req, 1024 * 1024, "EDGE_ERR_WEBHOOK_TOO_LARGE"));
+    const hb = parse(await readBody(ctx.req, 1024 * 1024, "EDGE_ERR_API_TOO_LARGE"));
     await upsertNode(deps.db, {
       nodeId,
       pop: hb.pop,
