@@ -238,6 +238,11 @@ async function controlPlane(args: string[]): Promise<number> {
         }
       : {}),
   };
+  if (!options.tls && !options.insecure) {
+    throw new Error(
+      "the control protocol needs mutual TLS: pass --tls-dir DIR (see edgectl certs init) or tls: in the config file; --insecure serves plaintext gRPC for local development",
+    );
+  }
   const cp = await createControlPlane(options);
   await cp.start();
   await onShutdown(() => cp.stop());

@@ -23,9 +23,19 @@ export interface Hello {
   http_address: string;
 }
 
+/** Requests and 5xx errors of one function version since the previous heartbeat (uint64 as string). */
+export interface FunctionCounters {
+  function_id: string;
+  version: string;
+  requests: string;
+  errors: string;
+}
+
 export interface Heartbeat {
   inventory: InventoryItem[];
   in_flight: number;
+  /** Optional when sending: runners without counters leave it out. */
+  counters?: FunctionCounters[];
 }
 
 export type FunctionResultStatus = "OK" | "SHA256_MISMATCH" | "DOWNLOAD_FAILED" | "INVALID_MODULE";

@@ -284,8 +284,8 @@ export class ControlServer {
     s.lastHeartbeatMs = this.now();
     const wasOffline = s.offline;
     s.offline = false;
-    await recordHeartbeat(this.deps.db, s.nodeId, hb.inventory, hb.in_flight).catch((err) =>
-      this.deps.log.warn({ err }, "heartbeat not recorded"),
+    await recordHeartbeat(this.deps.db, s.nodeId, hb.inventory, hb.in_flight, hb.counters ?? []).catch(
+      (err) => this.deps.log.warn({ err }, "heartbeat not recorded"),
     );
     const desired = await this.desiredFor(s);
     if (wasOffline) {

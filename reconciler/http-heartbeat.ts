@@ -24,6 +24,7 @@ interface HeartbeatBody {
   inventory: { function_id: string; version: string; sha256: string }[];
   in_flight: number;
   results: { function_id: string; version: string; status: string; message: string }[];
+  counters: { function_id: string; version: string; requests: number; errors: number }[];
   http_address: string;
 }
 
@@ -71,6 +72,17 @@ function parse(raw: Buffer): HeartbeatBody {
       message: `expected [{ function_id, version, status: ${[...RESULT_STATUS].join("|")}, message }]`,
     });
   }
+  const counters = b.counters ?? [];
+  const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  if (
+    !Array.isArray(counters) ||
+    !counters.every((c) => c && str(c.function_id) && str(c.version) && count(c.requests) && count(c.errors))
+  ) {
+    problems.push({
+      where: "body.counters",
+      message: "expected [{ function_id, version, requests, errors }] with non-negative integers",
+    });
+  }
   if (problems.length)
     throw edgeError(
       "EDGE_ERR_API_BAD_REQUEST",
@@ -84,6 +96,7 @@ function parse(raw: Buffer): HeartbeatBody {
     inventory: inventory as HeartbeatBody["inventory"],
     in_flight: inFlight,
     results: (results as HeartbeatBody["results"]).map((r) => ({ ...r, message: String(r.message ?? "") })),
+    counters: counters as HeartbeatBody["counters"],
     http_address: str(b.http_address) ? (b.http_address as string) : "",
   };
 }
@@ -122,7 +135,7 @@ export function createHttpHeartbeat(deps: HttpHeartbeatDeps) {
       ip: ctx.ip,
       httpAddress: hb.http_address,
     });
-    await recordHeartbeat(deps.db, nodeId, hb.inventory, hb.in_flight);
+    await recordHeartbeat(deps.db, nodeId, hb.inventory, hb.in_flight, hb.counters);
     if (hb.results.length > 0) await recordAck(deps.db, nodeId, hb.generation, hb.results);
     const active = await loadActiveState(deps.db);
     const behind = hb.generation < Number(active.generation);

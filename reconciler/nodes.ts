@@ -6,6 +6,8 @@ import type { DesiredState, FunctionSpec, RouteSpec } from "../proto/index.ts";
 import type { Db } from "./db.ts";
 import { matchesSelector } from "./selector.ts";
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export interface NodeHello {
   nodeId: string;
   pop: string;
@@ -33,20 +35,52 @@ export async function markNode(db: Db, nodeId: string, status: "online" | "offli
   await db.query("UPDATE nodes SET status = $2, updated_at = now() WHERE id = $1", [nodeId, status]);
 }
 
-/** Records a heartbeat: its time, and the inventory and load the runner reported (Property 6). */
+/** Records a heartbeat: its time, the inventory and load the runner reported (Property 6), and
+ * its per-function request and error counts since the previous heartbeat (added to the totals). */
 export async function recordHeartbeat(
   db: Db,
   nodeId: string,
   inventory: { function_id: string; version: string; sha256: string }[],
   inFlight: number,
+  counters: {
+    function_id: string;
+    version: string;
+    requests: string | number;
+    errors: string | number;
+  }[] = [],
 ): Promise<void> {
+  const known = counters.filter((c) => UUID.test(c.function_id));
   await db.query(
-    `UPDATE nodes SET last_heartbeat = now(), status = 'online', inventory = $2, in_flight = $3, updated_at = now()
+    `UPDATE nodes SET last_heartbeat = now(), status = 'online', inventory = $2, in_flight = $3, function_counters = $4,
+            updated_at = now()
       WHERE id = $1`,
     [
       nodeId,
       JSON.stringify(inventory.map(({ function_id, version, sha256 }) => ({ function_id, version, sha256 }))),
       inFlight,
+      JSON.stringify(
+        known.map((c) => ({
+          function_id: c.function_id,
+          version: c.version,
+          requests: Number(c.requests),
+          errors: Number(c.errors),
+        })),
+      ),
+    ],
+  );
+  if (known.length === 0) return;
+  await db.query(
+    `INSERT INTO node_function_stats (node_id, function_id, version, requests, errors)
+     SELECT $1, f, v, r, e FROM unnest($2::uuid[], $3::text[], $4::bigint[], $5::bigint[]) AS c(f, v, r, e)
+     ON CONFLICT (node_id, function_id) DO UPDATE SET version = EXCLUDED.version,
+       requests = node_function_stats.requests + EXCLUDED.requests,
+       errors = node_function_stats.errors + EXCLUDED.errors, updated_at = now()`,
+    [
+      nodeId,
+      known.map((c) => c.function_id),
+      known.map((c) => c.version),
+      known.map((c) => String(c.requests)),
+      known.map((c) => String(c.errors)),
     ],
   );
 }
@@ -57,9 +91,6 @@ export interface AckResult {
   status: string;
   message: string;
 }
-
-/** Records a node's ack: its generation, its per-function results, and the deployments they settle. */
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Records a node's ack: its generation, its per-function results, and the deployments they

@@ -250,10 +250,8 @@ test("control-client: sends heartbeats with the cache inventory while connected"
   for (;;) {
     const beat = await conn.expect("heartbeat");
     if (beat.inventory.length === 0) continue;
-    t.deepEqual(beat, {
-      inventory: [{ function_id: "echo", version: "v1", sha256: state.functions[0]!.sha256 }],
-      in_flight: 0,
-    });
+    t.deepEqual(beat.inventory, [{ function_id: "echo", version: "v1", sha256: state.functions[0]!.sha256 }]);
+    t.is(beat.in_flight, 0);
     break;
   }
 });
