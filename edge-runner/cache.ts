@@ -4,14 +4,21 @@
 // deployment expects. So bytes are verified *before* they are written, they appear under their
 // final name only by an atomic rename (a crash never leaves a half-written module under it), and
 // every read re-verifies; a file that no longer matches is deleted and treated as absent.
+//
+// Seed Property 15 (LRU eviction, Requirement 5.2): the cache is bounded by total bytes and by
+// count; `evict` deletes the least recently used artifacts first until both limits hold,
+// skipping those the runner serves now (they would only be downloaded again). Recency is kept
+// in each file's mtime — set on every put and get from a clock that never repeats a value — so
+// a restarted runner knows the same order.
 
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, open, readdir, readFile, rename, rmdir, stat, unlink, utimes } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { edgeError } from "../lib/errors.ts";
 import { sha256Hex } from "../lib/hash.ts";
 import type { Logger } from "../lib/log.ts";
 import type { InventoryItem } from "../proto/index.ts";
+import { Lru } from "./lru.ts";
 
 const SUFFIX = ".wasm";
 const TEMP_MARK = ".tmp-";
@@ -33,15 +40,48 @@ function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException)?.code === "ENOENT";
 }
 
+export interface CacheLimits {
+  maxBytes: number;
+  maxEntries: number;
+  /** Clock in epoch ms (injectable for tests). */
+  now?: () => number;
+}
+
 export class ArtifactCache {
   readonly dir: string;
   readonly #logger: Logger | undefined;
-  /** What this object knows the disk holds: filled by list(), kept current by put/get/remove. */
-  readonly #index = new Map<string, InventoryItem>();
+  /**
+   * What this object knows the disk holds, least recently used first, weighed in bytes: filled
+   * by list(), kept current by put/get/remove.
+   */
+  readonly #index: Lru<string, InventoryItem>;
+  readonly #now: () => number;
+  /** The last recency stamp given out; every new one is larger. */
+  #clock = 0;
 
-  constructor(dir: string, logger?: Logger) {
+  constructor(dir: string, logger?: Logger, limits?: CacheLimits) {
     this.dir = dir;
     this.#logger = logger;
+    this.#index = new Lru({
+      maxCount: limits?.maxEntries ?? Number.POSITIVE_INFINITY,
+      maxWeight: limits?.maxBytes ?? Number.POSITIVE_INFINITY,
+    });
+    this.#now = limits?.now ?? Date.now;
+  }
+
+  /** A recency stamp (ms) later than any given before, so stored order never has ties. */
+  #stamp(): number {
+    this.#clock = Math.max(Math.floor(this.#now()), this.#clock + 1);
+    return this.#clock;
+  }
+
+  /** Marks a file as just used, in memory and in its mtime (for the next process). */
+  async #used(path: string, item: InventoryItem, size: number): Promise<void> {
+    const t = this.#stamp() / 1000;
+    this.#index.set(path, item, size);
+    await utimes(path, t, t).catch((err) => {
+      if (!isNotFound(err)) this.#logger?.warn({ err, path }, "could not record an artifact's use");
+    });
   }
 
   /** Where a version lives; throws EDGE_ERR_ARTIFACT_STORE for ids that are not safe file names. */
@@ -77,6 +117,8 @@ export class ArtifactCache {
       } finally {
         await fh.close();
       }
+      const t = this.#stamp() / 1000;
+      await utimes(temp, t, t);
       await rename(temp, target);
     } catch (err) {
       await unlink(temp).catch(() => {});
@@ -87,7 +129,7 @@ export class ArtifactCache {
         err,
       );
     }
-    this.#index.set(target, { function_id: functionId, version, sha256: actual });
+    this.#index.set(target, { function_id: functionId, version, sha256: actual }, bytes.byteLength);
     return target;
   }
 
@@ -121,7 +163,7 @@ export class ArtifactCache {
       });
       return null;
     }
-    this.#index.set(path, { function_id: functionId, version, sha256: actual });
+    await this.#used(path, { function_id: functionId, version, sha256: actual }, bytes.byteLength);
     return bytes;
   }
 
@@ -139,7 +181,39 @@ export class ArtifactCache {
    * object since: cheap enough for every heartbeat, unlike list(), which hashes every file.
    */
   held(): InventoryItem[] {
-    return [...this.#index.values()];
+    return this.#index.keys().map((k) => this.#index.get(k)!);
+  }
+
+  /** Bytes and number of artifacts held. */
+  usage(): { bytes: number; entries: number } {
+    return { bytes: this.#index.weight, entries: this.#index.size };
+  }
+
+  /**
+   * Deletes least recently used artifacts until the cache is within its limits, never one for
+   * which `keep(functionId, version)` is true. Returns what was deleted, least recent first.
+   */
+  async evict(
+    keep: (functionId: string, version: string) => boolean = () => false,
+  ): Promise<InventoryItem[]> {
+    const gone = this.#index.evict((_path, item) => keep(item.function_id, item.version));
+    for (const { key } of gone) {
+      await unlink(key).catch((err) => {
+        if (!isNotFound(err)) this.#logger?.warn({ err, path: key }, "could not delete an evicted artifact");
+      });
+      // The function's directory goes with its last version (another version may still be in it).
+      await rmdir(dirname(key)).catch(() => {});
+    }
+    if (gone.length > 0) {
+      this.#logger?.info(
+        { evicted: gone.map((g) => `${g.value.function_id}@${g.value.version}`), ...this.usage() },
+        "evicted least recently used artifacts from the local cache",
+      );
+    }
+    if (this.#index.overLimit()) {
+      this.#logger?.warn(this.usage(), "local cache is over its limits with artifacts that are being served");
+    }
+    return gone.map((g) => g.value);
   }
 
   /**
@@ -147,8 +221,8 @@ export class ArtifactCache {
    * meant to be), so a restarted runner reports the truth in its Hello.
    */
   async list(): Promise<InventoryItem[]> {
-    const items: InventoryItem[] = [];
-    this.#index.clear();
+    const found: Array<{ path: string; item: InventoryItem; size: number; mtimeMs: number }> = [];
+    for (const key of this.#index.keys()) this.#index.delete(key);
     let functionDirs: string[];
     try {
       functionDirs = (await readdir(this.dir, { withFileTypes: true }))
@@ -156,7 +230,7 @@ export class ArtifactCache {
         .map((d) => d.name)
         .sort();
     } catch (err) {
-      if (isNotFound(err)) return items;
+      if (isNotFound(err)) return [];
       throw err;
     }
     for (const functionId of functionDirs) {
@@ -167,15 +241,21 @@ export class ArtifactCache {
         if (!SAFE_SEGMENT.test(version)) continue;
         try {
           const path = join(this.dir, functionId, file);
-          const item = { function_id: functionId, version, sha256: sha256Hex(await readFile(path)) };
-          items.push(item);
-          this.#index.set(path, item);
+          const [bytes, info] = await Promise.all([readFile(path), stat(path)]);
+          const item = { function_id: functionId, version, sha256: sha256Hex(bytes) };
+          found.push({ path, item, size: bytes.byteLength, mtimeMs: info.mtimeMs });
         } catch (err) {
           // Deleted between readdir and read (a concurrent get of a corrupt file): not held.
           if (!isNotFound(err)) throw err;
         }
       }
     }
-    return items;
+    // Least recently used first, as the last process left them.
+    found.sort((a, b) => a.mtimeMs - b.mtimeMs);
+    for (const f of found) {
+      this.#index.set(f.path, f.item, f.size);
+      this.#clock = Math.max(this.#clock, Math.ceil(f.mtimeMs));
+    }
+    return found.map((f) => f.item);
   }
 }

@@ -1,5 +1,5 @@
-// The edge runner: composes the cache, the downloader, the engine, the route table, the HTTP
-// server and the control client.
+// The edge runner: composes the cache, the downloader, the executor pool and engine, the route
+// table, the HTTP server, the metrics server and the control client.
 //
 // `apply` is level-triggered (DESIGN.md "Control protocol"): given the full desired state it
 // makes every function version available (local cache, else download + verify + cache), loads
@@ -7,6 +7,8 @@
 // either the old state or the new one, never a mix. Applies run one at a time, in arrival order.
 
 import { once } from "node:events";
+import type { Server } from "node:http";
+import type { Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { type EdgeError, edgeError } from "../lib/errors.ts";
 import { canonicalJson, sha256Hex } from "../lib/hash.ts";
@@ -23,10 +25,14 @@ import { ArtifactCache } from "./cache.ts";
 import { type CompiledRunnerOptions, compileRunnerOptions, type RunnerOptions } from "./config.ts";
 import { ControlClient } from "./control-client.ts";
 import { downloadArtifact } from "./download.ts";
+import { RunnerMetrics, serveMetrics } from "./metrics.ts";
+import { ExecutorPool } from "./pool.ts";
 import { compileRoutes } from "./router.ts";
-import { createV8Engine, type Engine, type FunctionStats, type LoadedFunction } from "./runtime.ts";
-import { createEdgeServer, type EdgeServer, type ServingState } from "./server.ts";
+import { createEngine, type Engine, type FunctionStats } from "./runtime.ts";
+import { createEdgeServer, type EdgeServer, type ServedFunction, type ServingState } from "./server.ts";
 import { Snapshot } from "./snapshot.ts";
+import { loadTls, watchTls } from "./tls.ts";
+import { Tracing } from "./trace.ts";
 
 export interface FunctionVersionStats extends FunctionStats {
   function_id: string;
@@ -41,17 +47,27 @@ export interface RunnerStats {
   functions: FunctionVersionStats[];
   inFlight: number;
   controlConnected: boolean;
+  /** Executor threads: serving, spare, starting, and how many were replaced since start. */
+  threads: { active: number; spare: number; starting: number; replaced: number };
+  /** Hot instances across all versions and their total linear memory. */
+  hot: { count: number; bytes: number };
+  cache: { bytes: number; entries: number };
 }
 
 export interface Runner {
-  /** Restores the last applied state from the local cache, listens, connects to the control plane. */
-  start(): Promise<{ httpPort: number }>;
+  /**
+   * Restores the last applied state from the local cache, listens (data plane and metrics),
+   * connects to the control plane. `metricsPort` is null when the metrics server is off.
+   */
+  start(): Promise<{ httpPort: number; metricsPort: number | null }>;
   /** Disconnects, stops listening and drops every hot instance. */
   stop(): Promise<void>;
   /** Converges on `desired`; one result per function. A generation older than the served one is ignored. */
   apply(desired: DesiredState): Promise<Ack>;
   readonly generation: string;
   stats(): RunnerStats;
+  /** The runner's Prometheus registry (also served on the metrics port). */
+  readonly metrics: RunnerMetrics;
 }
 
 export function createRunner(options: RunnerOptions): Runner {
@@ -63,7 +79,7 @@ const APPLY_CONCURRENCY = 8;
 
 interface Outcome {
   result: FunctionResult;
-  fn?: LoadedFunction;
+  fn?: ServedFunction;
   key: string;
 }
 
@@ -88,12 +104,18 @@ class EdgeRunner implements Runner {
   readonly #logger: Logger;
   readonly #cache: ArtifactCache;
   readonly #snapshot: Snapshot;
-  readonly #engine: Engine;
-  readonly #http: EdgeServer;
+  readonly metrics = new RunnerMetrics();
+  #pool: ExecutorPool | null = null;
+  #engine: Engine | null = null;
+  #http: EdgeServer | null = null;
+  #metricsServer: Server | null = null;
+  #stopTlsWatch: (() => void) | null = null;
   #control: ControlClient | null = null;
   #serving: ServingState = { routes: compileRoutes([]), functions: new Map() };
   /** Loaded function versions by specKey, to reuse across applies. */
-  #loaded = new Map<string, LoadedFunction>();
+  #loaded = new Map<string, ServedFunction>();
+  /** Function versions of the state being served, which cache eviction must keep. */
+  #pinned = new Set<string>();
   #generation = "0";
   #lastAck: Ack = { generation: "0", results: [] };
   #applying: Promise<unknown> = Promise.resolve();
@@ -102,10 +124,21 @@ class EdgeRunner implements Runner {
   constructor(options: CompiledRunnerOptions) {
     this.#options = options;
     this.#logger = options.logger;
-    this.#cache = new ArtifactCache(options.cacheDir, options.logger);
+    this.#cache = new ArtifactCache(options.cacheDir, options.logger, {
+      maxBytes: options.cacheMaxBytes,
+      maxEntries: options.cacheMaxEntries,
+    });
     this.#snapshot = new Snapshot(options.cacheDir, options.logger);
-    this.#engine = createV8Engine({ responseMaxBytes: options.responseMaxBytes, logger: options.logger });
-    this.#http = createEdgeServer({ current: () => this.#serving, logger: options.logger });
+    this.metrics.observe({
+      controlConnected: () => this.#control?.connected ?? false,
+      cacheBytes: () => this.#cache.usage().bytes,
+      hotInstances: () =>
+        [...this.#serving.functions.values()].map(({ fn }) => ({
+          function: fn.spec.name || fn.spec.function_id,
+          version: fn.spec.version,
+          count: fn.stats().hotInstances,
+        })),
+    });
   }
 
   get generation(): string {
@@ -116,31 +149,111 @@ class EdgeRunner implements Runner {
     return {
       generation: this.#generation,
       routes: this.#serving.routes.size,
-      functions: [...this.#serving.functions.values()].map((fn) => ({
+      functions: [...this.#serving.functions.values()].map(({ fn }) => ({
         function_id: fn.spec.function_id,
         name: fn.spec.name,
         version: fn.spec.version,
         ...fn.stats(),
       })),
-      inFlight: this.#http.inFlight(),
+      inFlight: this.#http?.inFlight() ?? 0,
       controlConnected: this.#control?.connected ?? false,
+      threads: this.#pool?.threads() ?? { active: 0, spare: 0, starting: 0, replaced: 0 },
+      hot: this.#pool?.hotUsage() ?? { count: 0, bytes: 0 },
+      cache: this.#cache.usage(),
     };
   }
 
-  async start(): Promise<{ httpPort: number }> {
+  /** The engine, with its executor threads started on first use. */
+  #getEngine(): Engine {
+    if (this.#engine) return this.#engine;
+    const o = this.#options;
+    const metrics = this.metrics;
+    this.#pool = new ExecutorPool({
+      workers: o.workers,
+      spareWorkers: o.spareWorkers,
+      maxHotInstances: o.maxHotInstances,
+      maxHotMemoryBytes: o.maxHotMemoryBytes,
+      queueDepth: o.queueDepth,
+      logger: this.#logger,
+      events: {
+        instantiated: (v) => {
+          if (v.config.lane === "edge-v1") metrics.coldStarts.inc();
+        },
+        evicted: (_v, reason) => metrics.evicted(reason),
+      },
+    });
+    this.#engine = createEngine({
+      pool: this.#pool,
+      responseMaxBytes: o.responseMaxBytes,
+      logger: this.#logger,
+    });
+    return this.#engine;
+  }
+
+  async start(): Promise<{ httpPort: number; metricsPort: number | null }> {
+    try {
+      return await this.#start();
+    } catch (err) {
+      // Half a runner (a metrics port bound, threads started) is worse than none.
+      await this.stop().catch(() => {});
+      throw err;
+    }
+  }
+
+  async #start(): Promise<{ httpPort: number; metricsPort: number | null }> {
+    const o = this.#options;
+    const tls = o.tls ? await loadTls(o.tls) : undefined;
+    this.#http = createEdgeServer({
+      current: () => this.#serving,
+      logger: this.#logger,
+      maxHeaderBytes: o.maxHeaderBytes,
+      maxHeaderCount: o.maxHeaderCount,
+      headersTimeoutMs: o.headersTimeoutMs,
+      requestTimeoutMs: o.requestTimeoutMs,
+      tracing: new Tracing(),
+      ...(tls ? { tls } : {}),
+    });
+    let metricsPort: number | null = null;
+    if (o.metricsPort !== null) {
+      const served = await serveMetrics(this.metrics, o.metricsHost, o.metricsPort);
+      this.#metricsServer = served.server;
+      metricsPort = served.port;
+    }
+
     // Learn what the cache holds (hashing each file), then serve the last applied state from it
     // before the control plane answers — or if it never does.
     const inventory = await this.#cache.list();
+    await this.#getPool().ready();
     const saved = await this.#snapshot.load();
     if (saved) await this.#serialized(() => this.#restore(saved));
+    await this.#evictCache();
 
     const { server } = this.#http;
-    server.listen(this.#options.httpPort, this.#options.httpHost);
-    await once(server, "listening");
+    server.listen(o.httpPort, o.httpHost);
+    await Promise.race([
+      once(server, "listening"),
+      once(server, "error").then(([err]) => {
+        throw err;
+      }),
+    ]);
     const httpPort = (server.address() as AddressInfo).port;
-    this.#httpAddress = `${this.#options.httpHost}:${httpPort}`;
+    if (o.tls)
+      this.#stopTlsWatch = await watchTls(
+        server as unknown as HttpsServer,
+        o.tls,
+        o.tls.reloadIntervalMs,
+        this.#logger,
+      );
+    this.#httpAddress = `${o.httpHost}:${httpPort}`;
     this.#logger.info(
-      { http: this.#httpAddress, generation: this.#generation, cached: inventory.length },
+      {
+        http: this.#httpAddress,
+        tls: o.tls !== undefined,
+        metrics: metricsPort === null ? null : `${o.metricsHost}:${metricsPort}`,
+        generation: this.#generation,
+        cached: inventory.length,
+        workers: o.workers,
+      },
       "edge runner listening",
     );
 
@@ -159,28 +272,48 @@ class EdgeRunner implements Runner {
           inventory: this.#cache.held(),
           http_address: this.#httpAddress,
         }),
-        heartbeat: async () => ({ inventory: this.#cache.held(), in_flight: this.#http.inFlight() }),
+        heartbeat: async () => ({ inventory: this.#cache.held(), in_flight: this.#http?.inFlight() ?? 0 }),
         apply: (desired) => this.apply(desired),
       });
       this.#control.start();
     }
-    return { httpPort };
+    return { httpPort, metricsPort };
   }
 
   async stop(): Promise<void> {
     await this.#control?.stop();
     this.#control = null;
-    const { server } = this.#http;
-    if (server.listening) {
+    this.#stopTlsWatch?.();
+    this.#stopTlsWatch = null;
+    for (const server of [this.#http?.server, this.#metricsServer]) {
+      if (!server?.listening) continue;
       const closed = once(server, "close");
       server.close();
       server.closeAllConnections();
       await closed;
     }
+    this.#metricsServer = null;
     await this.#applying.catch(() => {});
-    for (const fn of this.#loaded.values()) fn.close();
+    for (const served of this.#loaded.values()) {
+      served.fn.close();
+      served.metrics?.remove();
+    }
     this.#loaded.clear();
     this.#serving = { routes: compileRoutes([]), functions: new Map() };
+    await this.#pool?.close();
+    this.#pool = null;
+    this.#engine = null;
+  }
+
+  #getPool(): ExecutorPool {
+    this.#getEngine();
+    return this.#pool!;
+  }
+
+  /** Keeps the local cache within its limits, never deleting what is being served. */
+  async #evictCache(): Promise<void> {
+    const gone = await this.#cache.evict((id, version) => this.#pinned.has(`${id}@${version}`));
+    if (gone.length > 0) this.metrics.cacheEvictions.inc(gone.length);
   }
 
   apply(desired: DesiredState): Promise<Ack> {
@@ -243,12 +376,12 @@ class EdgeRunner implements Runner {
       return this.#ensureLoaded(spec, how.cacheOnly);
     });
 
-    const loaded = new Map<string, LoadedFunction>();
-    const functions = new Map<string, LoadedFunction>();
+    const loaded = new Map<string, ServedFunction>();
+    const functions = new Map<string, ServedFunction>();
     for (const o of outcomes) {
       if (o.fn === undefined) continue;
       loaded.set(o.key, o.fn);
-      functions.set(o.fn.spec.function_id, o.fn);
+      functions.set(o.fn.fn.spec.function_id, o.fn);
     }
     // A route to a function that failed to load is left out; the rest of the state still serves.
     const routes: RouteSpec[] = [];
@@ -262,7 +395,13 @@ class EdgeRunner implements Runner {
     const previous = this.#loaded;
     this.#serving = { routes: compileRoutes(routes), functions };
     this.#loaded = loaded;
-    for (const [key, fn] of previous) if (!loaded.has(key)) fn.close();
+    this.#pinned = new Set(desired.functions.map((f) => `${f.function_id}@${f.version}`));
+    for (const [key, served] of previous) {
+      if (loaded.has(key)) continue;
+      served.fn.close();
+      served.metrics?.remove();
+    }
+    await this.#evictCache();
 
     const results = outcomes.map((o) => o.result);
     this.#generation = desired.generation;
@@ -295,7 +434,12 @@ class EdgeRunner implements Runner {
       return failed(spec, status, e.message ?? String(err));
     }
     try {
-      return { key, fn: await this.#engine.load(spec, bytes), result: ok(spec) };
+      const fn = await this.#getEngine().load(spec, bytes);
+      return {
+        key,
+        fn: { fn, metrics: this.metrics.forVersion(spec.name || spec.function_id, spec.version) },
+        result: ok(spec),
+      };
     } catch (err) {
       return failed(spec, "INVALID_MODULE", (err as Error).message ?? String(err));
     }
@@ -312,11 +456,13 @@ class EdgeRunner implements Runner {
       attempts: this.#options.downloadAttempts,
       minDelayMs: this.#options.downloadRetryMinDelayMs,
       maxDelayMs: this.#options.downloadRetryMaxDelayMs,
-      onRetry: (attempt, delayMs, error) =>
+      onRetry: (attempt, delayMs, error) => {
+        this.metrics.downloadRetries.inc();
         this.#logger.warn(
           { function_id: spec.function_id, attempt, delay_ms: delayMs, err: error.message },
           "download failed; retrying",
-        ),
+        );
+      },
     });
     try {
       // put() verifies the sha256 before writing anything.

@@ -1,71 +1,76 @@
-// The engine that runs function modules, behind an interface so that the lane executing them
-// can change (worker threads for hard timeouts are a later issue) without the server noticing.
+// The engine that runs function modules, behind an interface so the server does not know how.
 //
-// Today's engine is V8's WebAssembly (DESIGN.md "Dependencies": what workerd and Deno run too).
-// Per function version the module is compiled once, at load. `edge-v1` keeps a pool of hot
-// instances and reuses them across requests (seed Property 4, hot instance reuse); each version
-// has its own pool, so two versions of one function serve side by side (seed Property 12).
-//
-// Limits of this first cut, stated rather than faked:
-// - Guests run on the main thread, so `max_execution_ms` is NOT enforced yet: a guest that
-//   loops forever blocks the runner. Hard deadlines need worker threads (a later issue).
-// - Calls are synchronous on one thread, so a pool rarely needs more than one instance (only
-//   requests arriving while a replacement is being instantiated make a second).
-// - The `wagi` lane is rejected at load with EDGE_ERR_RUNTIME_INSTANTIATE (a later issue).
-// - `memory_pages` is not enforced here yet (no rewrite of the module's memory maximum); today
-//   only the builder caps it (AssemblyScript's --maximumMemory, initial-size check for others).
+// V8's WebAssembly (DESIGN.md "Dependencies": what workerd and Deno run too) in executor
+// threads (pool.ts, executor.ts). Per function version the module's limits are applied to its
+// bytes (module.ts), it is compiled once on the main thread and posted to the threads that run
+// it. Both ABI lanes of DESIGN.md "Function ABI":
+// - `edge-v1` reuses hot instances across requests (seed Property 4); each version has its own
+//   instances, so two versions serve side by side (seed Property 12);
+// - `wagi` gets a fresh instance per request, with the deny-by-default WASI of wasi.ts.
+// Loading warms one instance (edge-v1) or instantiates once (wagi), so a module that cannot serve
+// is refused at deploy time rather than on its first request.
 
-import { type EdgeError, edgeError } from "../lib/errors.ts";
+import { catalogue, type EdgeError, type ErrorCode, edgeError } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import type { FunctionSpec } from "../proto/index.ts";
-import { encodeRequest, type GuestRequest, type GuestResponse, parseResponse } from "./abi.ts";
+import {
+  cgiEnvironment,
+  encodeRequest,
+  type GuestRequest,
+  type GuestResponse,
+  parseResponse,
+} from "./abi.ts";
 import { functionLimitDefaults } from "./config.ts";
+import type { Lane } from "./executor.ts";
+import { limitModule } from "./module.ts";
+import type { ExecutorPool, PooledVersion, PooledVersionStats } from "./pool.ts";
 
-export interface FunctionStats {
-  /** Instances instantiated for this version since it was loaded (cold starts, including the warm-up). */
-  instancesCreated: number;
-  /** Instances thrown away after a trap. */
-  instancesDiscarded: number;
-  /** Hot instances waiting for the next request. */
-  idleInstances: number;
-  invocations: number;
+export type FunctionStats = PooledVersionStats;
+
+/** Who is asking, for the log lines a guest writes. */
+export interface InvokeContext {
+  requestId: string;
+  traceId?: string;
 }
 
 /** One function version, compiled and ready to serve. */
 export interface LoadedFunction {
   readonly spec: FunctionSpec;
+  readonly lane: Lane;
   /** Runs the function; rejects with an EdgeError (EDGE_ERR_RUNTIME_*) when it fails. */
-  invoke(request: GuestRequest): Promise<GuestResponse>;
+  invoke(request: GuestRequest, context?: InvokeContext): Promise<GuestResponse>;
   stats(): FunctionStats;
-  /** Drops the hot instances; requests already running finish normally. */
+  /** Stops taking requests; the ones accepted finish, then the hot instances go. */
   close(): void;
 }
 
 export interface Engine {
   /**
-   * Compiles and validates a module and warms one instance, so a module that cannot serve is
-   * refused at deploy time rather than on its first request. Throws EDGE_ERR_RUNTIME_INSTANTIATE.
+   * Applies the limits, compiles, validates and warms one instance. Throws
+   * EDGE_ERR_RUNTIME_INSTANTIATE naming the problem.
    */
   load(spec: FunctionSpec, bytes: Uint8Array): Promise<LoadedFunction>;
 }
 
 export interface EngineOptions {
-  /** Largest response a guest may write; beyond it `response_write` returns -1. */
+  pool: ExecutorPool;
+  /** Largest response a guest may write; beyond it `response_write` returns -1 (stdout: EFBIG). */
   responseMaxBytes: number;
   logger: Logger;
 }
 
-/** The host functions of edge-v1 (DESIGN.md "Function ABI"); a module may import nothing else. */
+/** The host functions of edge-v1 (DESIGN.md "Function ABI"). */
 const EDGE_IMPORTS = new Set(["request_len", "request_read", "response_write", "log"]);
-const LOG_MAX_BYTES = 4096;
+const WASI = "wasi_snapshot_preview1";
+/** Instantiation at load (start function, `_initialize`) gets at least this long. */
+const WARM_MIN_MS = 1000;
 
 function instantiateError(spec: FunctionSpec, message: string, cause?: unknown): EdgeError {
-  return edgeError(
-    "EDGE_ERR_RUNTIME_INSTANTIATE",
-    `${spec.name || spec.function_id}@${spec.version}: ${message}`,
-    undefined,
-    cause,
-  );
+  return edgeError("EDGE_ERR_RUNTIME_INSTANTIATE", `${label(spec)}: ${message}`, undefined, cause);
+}
+
+function label(spec: FunctionSpec): string {
+  return `${spec.name || spec.function_id}@${spec.version}`;
 }
 
 /** Which lane a module is for: the spec says so; an empty `abi` is inferred from the exports. */
@@ -75,209 +80,132 @@ function laneOf(spec: FunctionSpec, module: WebAssembly.Module): string {
   return exports.has("edge_handle") ? "edge-v1" : exports.has("_start") ? "wagi" : "unknown";
 }
 
-function checkEdgeV1Shape(spec: FunctionSpec, module: WebAssembly.Module): void {
+/**
+ * Deny by default: a module may import only its lane's host functions (and `env.memory`, which
+ * module.ts capped); any other import would be a capability the sandbox did not grant.
+ * Returns the WASI functions a wagi module imports.
+ */
+function checkShape(spec: FunctionSpec, module: WebAssembly.Module, lane: Lane): string[] {
+  const wasi: string[] = [];
   for (const imp of WebAssembly.Module.imports(module)) {
-    // Deny by default: any other import would be a capability the sandbox did not grant.
-    if (imp.module !== "edge" || imp.kind !== "function" || !EDGE_IMPORTS.has(imp.name)) {
-      throw instantiateError(
-        spec,
-        `module imports ${imp.module}.${imp.name} (${imp.kind}), which edge-v1 does not provide`,
-      );
+    if (imp.kind === "memory" && imp.module === "env" && imp.name === "memory") continue;
+    if (lane === "edge-v1" && imp.module === "edge" && imp.kind === "function" && EDGE_IMPORTS.has(imp.name))
+      continue;
+    if (lane === "wagi" && imp.module === WASI && imp.kind === "function") {
+      wasi.push(imp.name);
+      continue;
     }
+    throw instantiateError(
+      spec,
+      `module imports ${imp.module}.${imp.name} (${imp.kind}), which ${lane} does not provide`,
+    );
   }
   const exports = new Map(WebAssembly.Module.exports(module).map((e) => [e.name, e.kind]));
-  if (exports.get("memory") !== "memory")
+  const importsMemory = WebAssembly.Module.imports(module).some((i) => i.kind === "memory");
+  if (exports.get("memory") !== "memory" && !importsMemory)
     throw instantiateError(spec, "module does not export its memory as `memory`");
-  if (exports.get("edge_handle") !== "function")
+  if (lane === "edge-v1" && exports.get("edge_handle") !== "function")
     throw instantiateError(spec, "module does not export `edge_handle`");
+  if (lane === "wagi" && exports.get("_start") !== "function")
+    throw instantiateError(spec, "module does not export `_start` (a WASI command)");
+  return wasi;
 }
 
-/** The V8 WebAssembly engine. */
-export function createV8Engine(options: EngineOptions): Engine {
+/** The V8 WebAssembly engine on executor threads. */
+export function createEngine(options: EngineOptions): Engine {
   return {
     async load(spec, bytes) {
+      const memoryPages = spec.memory_pages || functionLimitDefaults.memoryPages;
+      const limited = limitModule(bytes, memoryPages);
       let module: WebAssembly.Module;
       try {
         // Buffers from fs and fetch are never shared memory, whatever their static type says.
-        module = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
+        module = await WebAssembly.compile(limited.bytes as Uint8Array<ArrayBuffer>);
       } catch (err) {
         throw instantiateError(spec, `not a valid WebAssembly module: ${(err as Error).message}`, err);
       }
       const lane = laneOf(spec, module);
-      if (lane === "wagi") throw instantiateError(spec, "wagi lane not supported yet");
-      if (lane !== "edge-v1") throw instantiateError(spec, `unknown abi ${JSON.stringify(lane)}`);
-      checkEdgeV1Shape(spec, module);
-      const fn = new EdgeV1Function(spec, module, options);
-      await fn.warm();
-      return fn;
+      if (lane !== "edge-v1" && lane !== "wagi")
+        throw instantiateError(spec, `unknown abi ${JSON.stringify(lane)}`);
+      const wasiImports = checkShape(spec, module, lane);
+
+      const maxInstances = spec.max_instances || functionLimitDefaults.maxInstances;
+      const maxExecutionMs = spec.max_execution_ms || functionLimitDefaults.maxExecutionMs;
+      const version = options.pool.register({
+        label: label(spec),
+        module,
+        lane,
+        memory: limited.memory,
+        responseMaxBytes: options.responseMaxBytes,
+        env: Object.entries(spec.env ?? {}).map(([k, v]) => `${k}=${v}`),
+        clock: spec.capabilities?.clock === true,
+        random: spec.capabilities?.random === true,
+        wasiImports,
+        maxExecutionMs,
+        maxInstances,
+      });
+      let warm: Awaited<ReturnType<PooledVersion["warm"]>>;
+      try {
+        warm = await version.warm(Math.max(maxExecutionMs, WARM_MIN_MS));
+      } catch (err) {
+        version.close();
+        throw instantiateError(spec, (err as Error).message, err);
+      }
+      if (!warm.ok) {
+        version.close();
+        throw instantiateError(spec, warm.message);
+      }
+      return new PooledFunction(spec, lane, version, options.logger);
     },
   };
 }
 
-/** Per-instance state the host functions read and write during one `edge_handle` call. */
-interface CallState {
-  memory: WebAssembly.Memory | null;
-  request: Uint8Array;
-  readOffset: number;
-  chunks: Uint8Array[];
-  written: number;
-  overflow: boolean;
-}
-
-interface HotInstance {
-  handle: () => unknown;
-  state: CallState;
-}
-
-const NO_BYTES = new Uint8Array(0);
-
-class EdgeV1Function implements LoadedFunction {
+class PooledFunction implements LoadedFunction {
   readonly spec: FunctionSpec;
-  readonly #module: WebAssembly.Module;
-  readonly #responseMaxBytes: number;
+  readonly lane: Lane;
+  readonly #version: PooledVersion;
   readonly #guestLog: Logger;
-  readonly #maxIdle: number;
-  #idle: HotInstance[] = [];
-  #closed = false;
-  #created = 0;
-  #discarded = 0;
-  #invocations = 0;
 
-  constructor(spec: FunctionSpec, module: WebAssembly.Module, options: EngineOptions) {
+  constructor(spec: FunctionSpec, lane: Lane, version: PooledVersion, logger: Logger) {
     this.spec = spec;
-    this.#module = module;
-    this.#responseMaxBytes = options.responseMaxBytes;
-    this.#guestLog = options.logger.child({
+    this.lane = lane;
+    this.#version = version;
+    this.#guestLog = logger.child({
       function: spec.name,
       function_id: spec.function_id,
       version: spec.version,
     });
-    this.#maxIdle = spec.max_instances || functionLimitDefaults.maxInstances;
   }
 
-  async warm(): Promise<void> {
-    this.#idle.push(await this.#instantiate());
+  async invoke(request: GuestRequest, context?: InvokeContext): Promise<GuestResponse> {
+    const result =
+      this.lane === "edge-v1"
+        ? await this.#version.run(encodeRequest(request), null)
+        : await this.#version.run(request.body, cgiEnvironment(request));
+    if (result.logs !== null || result.denied !== null) this.#log(result.logs, result.denied, context);
+    if (!result.ok) {
+      const code = (result.code in catalogue ? result.code : "EDGE_ERR_INTERNAL") as ErrorCode;
+      throw edgeError(code, result.message);
+    }
+    return parseResponse(result.output!);
+  }
+
+  #log(
+    lines: string[] | null,
+    denied: Record<string, number> | null,
+    context: InvokeContext | undefined,
+  ): void {
+    const ids = context ? { request_id: context.requestId, trace_id: context.traceId } : {};
+    for (const line of lines ?? []) this.#guestLog.info(ids, line);
+    // Property 8: a refused capability is visible to the operator, not only to the guest.
+    if (denied !== null) this.#guestLog.warn({ ...ids, denied }, "guest made WASI calls the sandbox refuses");
   }
 
   stats(): FunctionStats {
-    return {
-      instancesCreated: this.#created,
-      instancesDiscarded: this.#discarded,
-      idleInstances: this.#idle.length,
-      invocations: this.#invocations,
-    };
+    return this.#version.stats();
   }
 
   close(): void {
-    this.#closed = true;
-    this.#idle = [];
-  }
-
-  async invoke(request: GuestRequest): Promise<GuestResponse> {
-    this.#invocations++;
-    const hot = this.#idle.pop() ?? (await this.#instantiate());
-    const state = hot.state;
-    state.request = encodeRequest(request);
-    state.readOffset = 0;
-    state.chunks = [];
-    state.written = 0;
-    state.overflow = false;
-
-    let rc: unknown;
-    try {
-      rc = hot.handle();
-    } catch (err) {
-      // After a trap the instance's memory may be mid-update; never hand it another request.
-      this.#discarded++;
-      throw edgeError(
-        "EDGE_ERR_RUNTIME_TRAP",
-        `${this.#label()} trapped: ${(err as Error)?.message ?? err}`,
-        undefined,
-        err,
-      );
-    }
-    const { chunks, written, overflow } = state;
-    state.request = NO_BYTES;
-    state.chunks = [];
-    if (!this.#closed && this.#idle.length < this.#maxIdle) this.#idle.push(hot);
-
-    if (rc !== 0)
-      throw edgeError("EDGE_ERR_RUNTIME_TRAP", `${this.#label()} edge_handle returned ${String(rc)}`);
-    if (overflow) {
-      throw edgeError(
-        "EDGE_ERR_RUNTIME_BAD_RESPONSE",
-        `${this.#label()} wrote more than ${this.#responseMaxBytes} bytes`,
-      );
-    }
-    return parseResponse(Buffer.concat(chunks, written));
-  }
-
-  #label(): string {
-    return `${this.spec.name || this.spec.function_id}@${this.spec.version}`;
-  }
-
-  async #instantiate(): Promise<HotInstance> {
-    const state: CallState = {
-      memory: null,
-      request: NO_BYTES,
-      readOffset: 0,
-      chunks: [],
-      written: 0,
-      overflow: false,
-    };
-    const label = this.#label();
-    const responseMax = this.#responseMaxBytes;
-    const guestLog = this.#guestLog;
-
-    // Pointers come from the guest: check them against the current memory size (it can grow
-    // between calls) so a bad pointer is a trap in the guest, never a host exception elsewhere.
-    const guestBytes = (ptr: number, len: number): Uint8Array => {
-      const memory = state.memory;
-      const start = ptr >>> 0;
-      if (memory === null || len < 0 || start + len > memory.buffer.byteLength) {
-        throw edgeError(
-          "EDGE_ERR_RUNTIME_TRAP",
-          `${label} passed an out-of-bounds pointer to a host function`,
-        );
-      }
-      return new Uint8Array(memory.buffer, start, len);
-    };
-
-    const edge = {
-      request_len: (): number => state.request.byteLength,
-      // Reads continue where the previous read stopped, like read(2), so a guest may read in pieces.
-      request_read: (ptr: number, len: number): number => {
-        const n = Math.max(0, Math.min(len, state.request.byteLength - state.readOffset));
-        guestBytes(ptr, n).set(state.request.subarray(state.readOffset, state.readOffset + n));
-        state.readOffset += n;
-        return n;
-      },
-      response_write: (ptr: number, len: number): number => {
-        if (state.overflow) return -1;
-        if (len < 0 || state.written + len > responseMax) {
-          state.overflow = true;
-          return -1;
-        }
-        state.chunks.push(guestBytes(ptr, len).slice());
-        state.written += len;
-        return len;
-      },
-      log: (ptr: number, len: number): void => {
-        const bytes = guestBytes(ptr, Math.min(Math.max(len, 0), LOG_MAX_BYTES));
-        guestLog.info(Buffer.from(bytes).toString("utf8"));
-      },
-    };
-
-    let instance: WebAssembly.Instance;
-    try {
-      instance = await WebAssembly.instantiate(this.#module, { edge });
-      state.memory = instance.exports.memory as WebAssembly.Memory;
-      const init = instance.exports._initialize;
-      if (typeof init === "function") init();
-    } catch (err) {
-      throw instantiateError(this.spec, `instantiation failed: ${(err as Error)?.message ?? err}`, err);
-    }
-    this.#created++;
-    return { handle: instance.exports.edge_handle as () => unknown, state };
+    this.#version.close();
   }
 }

@@ -1,6 +1,7 @@
 // The edge runner serving one function, for the hot-path benchmark: the artifact is served by
 // a small HTTP server in this process, applied as a desired state, then requests go through
-// the runner's full path (route table, hot instance, ABI, response). Usage: runner.ts <module.wasm> <port>
+// the runner's full path (route table, executor thread with a hot instance, ABI, response,
+// metrics). Usage: runner.ts <module.wasm> <port>; EDGE_BENCH_WORKERS=n overrides `workers`.
 
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync } from "node:fs";
@@ -23,6 +24,8 @@ const runner = createRunner({
   httpPort: Number(port),
   cacheDir: mkdtempSync(path.join(tmpdir(), "edgeplane-bench-")),
   logger: createLogger("bench", "warn"),
+  metricsPort: 0,
+  ...(process.env.EDGE_BENCH_WORKERS ? { workers: Number(process.env.EDGE_BENCH_WORKERS) } : {}),
 });
 await runner.start();
 const ack = await runner.apply({

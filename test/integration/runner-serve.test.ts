@@ -330,7 +330,7 @@ test("runner: modules that cannot serve are acked INVALID_MODULE", async (t) => 
   );
   t.regex(ack.results[0]!.message, /not a valid WebAssembly module/);
   t.regex(ack.results[1]!.message, /imports env\.f/);
-  t.regex(ack.results[2]!.message, /wagi lane not supported yet/);
+  t.regex(ack.results[2]!.message, /imports edge\.response_write \(function\), which wagi does not provide/);
 });
 
 test("runner: two versions of a function serve side by side with their own instances", async (t) => {

@@ -1,5 +1,5 @@
 import test from "ava";
-import { encodeRequest, parseResponse } from "../../edge-runner/abi.ts";
+import { cgiEnvironment, encodeRequest, parseResponse } from "../../edge-runner/abi.ts";
 import { EdgeError } from "../../lib/errors.ts";
 
 const bytes = (s: string) => Buffer.from(s, "latin1");
@@ -78,3 +78,37 @@ for (const [name, input] of [
     t.is(err?.status, 502);
   });
 }
+
+test("abi: the CGI environment of a wagi request carries method, path, query, body headers and HTTP_*", (t) => {
+  const env = cgiEnvironment({
+    method: "POST",
+    target: "/api/items?name=ann&x=1",
+    rawHeaders: [
+      "Host",
+      "h.test:8080",
+      "Content-Type",
+      "text/plain",
+      "X-Multi",
+      "a",
+      "x-multi",
+      "b",
+      "Proxy",
+      "evil:3128",
+    ],
+    body: Buffer.from("hello"),
+  });
+  t.deepEqual(env, [
+    "REQUEST_METHOD=POST",
+    "PATH_INFO=/api/items",
+    "QUERY_STRING=name=ann&x=1",
+    "SERVER_PROTOCOL=HTTP/1.1",
+    "GATEWAY_INTERFACE=CGI/1.1",
+    "CONTENT_LENGTH=5",
+    "SERVER_NAME=h.test",
+    "CONTENT_TYPE=text/plain",
+    "HTTP_HOST=h.test:8080",
+    "HTTP_X_MULTI=a, b",
+  ]);
+  // No HTTP_PROXY ("httpoxy"), no HTTP_CONTENT_TYPE / HTTP_CONTENT_LENGTH (RFC 3875 §4.1.18).
+  t.false(env.some((e) => e.startsWith("HTTP_PROXY=") || e.startsWith("HTTP_CONTENT_")));
+});

@@ -61,6 +61,15 @@ for (const [name, bad] of [
   ["a min delay above the max delay", { reconnectMinDelay: "1m", reconnectMaxDelay: "1s" }],
   ["a size that is not a size", { responseMaxBytes: "lots" }],
   ["zero download attempts", { downloadAttempts: 0 }],
+  ["zero workers", { workers: 0 }],
+  ["a metrics port out of range", { metricsPort: -1 }],
+  ["a fractional queue depth", { queueDepth: 1.5 }],
+  ["a header limit below 1 KiB", { maxHeaderBytes: 100 }],
+  ["a cache size that is not a size", { cacheMaxBytes: "big" }],
+  [
+    "TLS without a key file",
+    { tls: { certFile: "c.pem" } as unknown as { certFile: string; keyFile: string } },
+  ],
 ] as const) {
   test(`config: rejects ${name} with EDGE_ERR_CONFIG_INVALID`, (t) => {
     const err = t.throws(() => compileRunnerOptions({ nodeId: "n", pop: "p", logger, ...bad }), {
@@ -69,6 +78,34 @@ for (const [name, bad] of [
     t.is(err?.code, "EDGE_ERR_CONFIG_INVALID");
   });
 }
+
+test("config: runtime, metrics, cache, header and TLS options have documented defaults", (t) => {
+  const compiled = compileRunnerOptions({ nodeId: "n", pop: "p", logger });
+  t.like(compiled, {
+    metricsHost: "0.0.0.0",
+    metricsPort: 9090,
+    spareWorkers: 1,
+    maxHotInstances: 256,
+    maxHotMemoryBytes: 1024 ** 3,
+    queueDepth: 128,
+    cacheMaxBytes: 1024 ** 3,
+    cacheMaxEntries: 1000,
+    maxHeaderBytes: 16 * 1024,
+    maxHeaderCount: 100,
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 30_000,
+    tls: undefined,
+  });
+  t.true(compiled.workers >= 1);
+  // An ephemeral data plane gets an ephemeral metrics port; null turns the server off.
+  t.is(compileRunnerOptions({ nodeId: "n", pop: "p", logger, httpPort: 0 }).metricsPort, 0);
+  t.is(compileRunnerOptions({ nodeId: "n", pop: "p", logger, metricsPort: null }).metricsPort, null);
+  t.like(compileRunnerOptions({ nodeId: "n", pop: "p", logger, tls: { certFile: "c", keyFile: "k" } }).tls, {
+    certFile: "c",
+    keyFile: "k",
+    reloadIntervalMs: 10_000,
+  });
+});
 
 test("config: reconnect delays double from the minimum, stay within [min, max] and carry jitter", (t) => {
   t.is(reconnectDelay(0, 500, 30_000, 1), 500);
