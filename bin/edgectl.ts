@@ -29,7 +29,7 @@ commands:
   control-plane      run the control plane: --config edgeplane.yaml (see docs/configuration.md),
                      --database-url postgres://… (or EDGE_DATABASE_URL), --http-port, --grpc-port
   runner             run an edge runner: --control host:port --node-id ID --pop POP [--label k=v]…
-                     --port 8080 --cache-dir DIR --insecure
+                     --port 8080 --cache-dir DIR --tls-dir certs (or --insecure)
   validate [dir]     validate the manifests of a repository (default: .)
   reconcile <name>   reconcile a project's branch head now: --wait, --api URL
   audit              the audit log: --project P --function F --commit SHA --since T --until T
@@ -260,6 +260,7 @@ async function runner(args: string[]): Promise<number> {
       port: { type: "string", default: "8080" },
       host: { type: "string", default: "0.0.0.0" },
       "cache-dir": { type: "string", default: ".edgeplane/runner-cache" },
+      "tls-dir": { type: "string" },
       insecure: { type: "boolean", default: false },
     },
   });
@@ -277,7 +278,24 @@ async function runner(args: string[]): Promise<number> {
     httpHost: values.host,
     httpPort: Number(values.port),
     cacheDir: values["cache-dir"],
-    ...(values.control ? { control: { address: values.control, insecure: values.insecure } } : {}),
+    ...(values.control
+      ? {
+          control: {
+            address: values.control,
+            insecure: values.insecure,
+            // edgectl certs init names them ca.crt and runner-<node id>.{crt,key}.
+            ...(values["tls-dir"]
+              ? {
+                  tls: {
+                    ca: path.join(values["tls-dir"], "ca.crt"),
+                    cert: path.join(values["tls-dir"], `runner-${values["node-id"]}.crt`),
+                    key: path.join(values["tls-dir"], `runner-${values["node-id"]}.key`),
+                  },
+                }
+              : {}),
+          },
+        }
+      : {}),
   });
   const { httpPort } = await node.start();
   process.stderr.write(`edge runner ${values["node-id"]} (${values.pop}) serving on :${httpPort}\n`);

@@ -24,7 +24,8 @@ export type Size = string | number;
  * | `cacheDir` | `".edgeplane/runner-cache"` | local artifact cache and last applied state |
  * | `control` | none | control plane to connect to; without it the runner only serves what `apply()` gives it |
  * | `control.address` | — | `host:port` of the gRPC EdgeControl service |
- * | `control.insecure` | — | plaintext gRPC; must be `true` for now (TLS is a later issue) |
+ * | `control.insecure` | `false` | plaintext gRPC (local development); without it `control.tls` is required |
+ * | `control.tls` | none | mutual TLS: PEM file paths `{ ca, cert, key }` (`edgectl certs init`); the certificate's common name must be `nodeId` |
  * | `reconnectMinDelay` | `"500ms"` | first delay before reconnecting to the control plane |
  * | `reconnectMaxDelay` | `"30s"` | ceiling of the doubling reconnect delay |
  * | `heartbeatInterval` | `"30s"` | how often a connected runner sends a Heartbeat |
@@ -58,7 +59,7 @@ export interface RunnerOptions {
   httpHost?: string;
   httpPort?: number;
   cacheDir?: string;
-  control?: { address: string; insecure: boolean };
+  control?: { address: string; insecure?: boolean; tls?: { ca: string; cert: string; key: string } };
   reconnectMinDelay?: Duration;
   reconnectMaxDelay?: Duration;
   heartbeatInterval?: Duration;
@@ -132,7 +133,9 @@ export interface CompiledRunnerOptions {
   httpHost: string;
   httpPort: number;
   cacheDir: string;
-  control: { address: string; insecure: boolean } | undefined;
+  control:
+    | { address: string; insecure?: boolean; tls?: { ca: string; cert: string; key: string } }
+    | undefined;
   reconnectMinDelayMs: number;
   reconnectMaxDelayMs: number;
   heartbeatIntervalMs: number;
@@ -175,8 +178,12 @@ export function compileRunnerOptions(options: RunnerOptions): CompiledRunnerOpti
     if (!/^.+:\d+$/.test(o.control.address)) {
       invalid(`control.address: expected "host:port", got ${JSON.stringify(o.control.address)}`);
     }
-    if (o.control.insecure !== true)
-      invalid("control.insecure: only insecure (plaintext) gRPC is supported so far");
+    if (o.control.insecure !== true && !o.control.tls)
+      invalid(
+        "control: give tls ({ ca, cert, key }; see edgectl certs init) or set insecure for plaintext gRPC",
+      );
+    if (o.control.tls && (!o.control.tls.ca || !o.control.tls.cert || !o.control.tls.key))
+      invalid("control.tls: ca, cert and key are all required");
   }
   if (!Number.isInteger(o.downloadAttempts) || o.downloadAttempts < 1) {
     invalid(`downloadAttempts: expected an integer >= 1, got ${JSON.stringify(o.downloadAttempts)}`);

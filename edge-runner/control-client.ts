@@ -6,6 +6,7 @@
 // runner keeps serving what it has, and the next Hello tells the control plane where it stands.
 // Plaintext gRPC only for now; mTLS is a later issue.
 
+import { readFileSync } from "node:fs";
 import type { Logger } from "../lib/log.ts";
 import {
   type Ack,
@@ -24,6 +25,8 @@ export interface ControlClientOptions {
   reconnectMinDelayMs: number;
   reconnectMaxDelayMs: number;
   heartbeatIntervalMs: number;
+  /** PEM file paths for mutual TLS; absent = plaintext. */
+  tls?: { ca: string; cert: string; key: string };
   logger: Logger;
   /** Built afresh for every connection, so it carries the generation applied by then. */
   hello(): Promise<Hello>;
@@ -57,7 +60,16 @@ export class ControlClient {
 
   constructor(options: ControlClientOptions) {
     this.#options = options;
-    this.#client = new EdgeControlClient(options.address, grpc.credentials.createInsecure());
+    // With TLS the runner proves its identity with its certificate (mutual TLS) and checks the
+    // control plane's against the CA; otherwise plaintext, for local development.
+    const credentials = options.tls
+      ? grpc.credentials.createSsl(
+          readFileSync(options.tls.ca),
+          readFileSync(options.tls.key),
+          readFileSync(options.tls.cert),
+        )
+      : grpc.credentials.createInsecure();
+    this.#client = new EdgeControlClient(options.address, credentials);
   }
 
   /** True while a stream to the control plane is open and has answered. */

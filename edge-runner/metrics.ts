@@ -25,6 +25,8 @@ export interface VersionMetrics {
   record(status: number, seconds: number): void;
   /** Drops the version's series (it is no longer deployed). */
   remove(): void;
+  /** Requests and 5xx answers since the previous call: the counters a heartbeat reports. */
+  take(): { requests: number; errors: number };
 }
 
 // Latency buckets from 0.25 ms (a hot hello) to the 60 s manifest maximum.
@@ -116,8 +118,12 @@ export class RunnerMetrics {
     // Status children by code, made on first use: a version answers with a handful of codes.
     const counts = new Map<number, Counter.Internal>();
     const { invokeCount, invokeLatency } = this;
+    let requests = 0;
+    let errors = 0;
     return {
       record(status, seconds) {
+        requests++;
+        if (status >= 500) errors++;
         let c = counts.get(status);
         if (c === undefined) {
           c = invokeCount.labels(fn, version, String(status));
@@ -129,6 +135,12 @@ export class RunnerMetrics {
       remove() {
         for (const status of counts.keys()) invokeCount.remove(fn, version, String(status));
         invokeLatency.remove(fn, version);
+      },
+      take() {
+        const taken = { requests, errors };
+        requests = 0;
+        errors = 0;
+        return taken;
       },
     };
   }

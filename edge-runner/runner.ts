@@ -260,6 +260,7 @@ class EdgeRunner implements Runner {
     if (this.#options.control) {
       this.#control = new ControlClient({
         address: this.#options.control.address,
+        ...(this.#options.control.tls ? { tls: this.#options.control.tls } : {}),
         reconnectMinDelayMs: this.#options.reconnectMinDelayMs,
         reconnectMaxDelayMs: this.#options.reconnectMaxDelayMs,
         heartbeatIntervalMs: this.#options.heartbeatIntervalMs,
@@ -272,7 +273,11 @@ class EdgeRunner implements Runner {
           inventory: this.#cache.held(),
           http_address: this.#httpAddress,
         }),
-        heartbeat: async () => ({ inventory: this.#cache.held(), in_flight: this.#http?.inFlight() ?? 0 }),
+        heartbeat: async () => ({
+          inventory: this.#cache.held(),
+          in_flight: this.#http?.inFlight() ?? 0,
+          counters: this.#takeCounters(),
+        }),
         apply: (desired) => this.apply(desired),
       });
       this.#control.start();
@@ -443,6 +448,24 @@ class EdgeRunner implements Runner {
     } catch (err) {
       return failed(spec, "INVALID_MODULE", (err as Error).message ?? String(err));
     }
+  }
+
+  /** Per function version, requests and 5xx answers since the previous heartbeat (those with traffic). */
+  #takeCounters(): { function_id: string; version: string; requests: string; errors: string }[] {
+    const out: { function_id: string; version: string; requests: string; errors: string }[] = [];
+    for (const served of this.#loaded.values()) {
+      const taken = served.metrics?.take();
+      if (!taken || taken.requests === 0) continue;
+      const { requests, errors } = taken;
+      const spec = served.fn.spec;
+      out.push({
+        function_id: spec.function_id,
+        version: spec.version,
+        requests: String(requests),
+        errors: String(errors),
+      });
+    }
+    return out;
   }
 
   /** The verified module bytes: from the local cache, else downloaded, verified and cached. */

@@ -63,6 +63,7 @@ test("e2e: push → reconcile → build → gRPC intent → runner serves; updat
     cacheDir: path.join(tmp.dir, "runner-cache"),
     control: { address: `127.0.0.1:${cp.grpcPort}`, insecure: true },
     reconnectMinDelay: "50ms",
+    heartbeatInterval: "100ms",
   });
   const { httpPort } = await runner.start();
   t.teardown(async () => {
@@ -187,6 +188,17 @@ test("e2e: push → reconcile → build → gRPC intent → runner serves; updat
       ["create", "hello", sha1, "github:dev"],
     ],
   );
+
+  // Heartbeats carried the runner's per-function request counts (what rollouts will gate on).
+  let stats: { requests: number; errors: number }[] = [];
+  for (let i = 0; i < 100 && !(stats[0]?.requests > 0); i++) {
+    stats = await cp.db.query(
+      "SELECT sum(requests)::int AS requests, sum(errors)::int AS errors FROM node_function_stats WHERE node_id = 'e2e-1'",
+    );
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  t.true(stats[0]!.requests > 0);
+  t.is(stats[0]!.errors, 0);
 
   // The control plane's metrics count what happened (DESIGN.md names).
   await cp.settled();

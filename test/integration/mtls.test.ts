@@ -113,3 +113,48 @@ test.serial("config: plaintext gRPC beyond loopback needs tls or an explicit ins
     compileControlPlaneOptions({ grpcHost: "0.0.0.0", tls: { ca: "a", cert: "b", key: "c" } }),
   );
 });
+
+test.serial(
+  "mtls: a real runner with its own certificate connects, is registered under its id, and serves",
+  async (t) => {
+    const { createRunner } = await import("../../edge-runner/index.ts");
+    const { request } = await import("../helpers/http.ts");
+    const { projectReconciler, fn } = await import("../helpers/state.ts");
+    void projectReconciler;
+    void fn;
+    await writeCert(dir, "runner-osaka-1a", issueRunnerCert(ca, "osaka-1a"));
+    const runner = createRunner({
+      nodeId: "osaka-1a",
+      pop: "osaka-1",
+      httpHost: "127.0.0.1",
+      httpPort: 0,
+      cacheDir: path.join(dir, "cache-osaka"),
+      heartbeatInterval: "100ms",
+      control: {
+        address: `localhost:${cp.grpcPort}`,
+        tls: {
+          ca: path.join(dir, "ca.crt"),
+          cert: path.join(dir, "runner-osaka-1a.crt"),
+          key: path.join(dir, "runner-osaka-1a.key"),
+        },
+      },
+    });
+    const { httpPort } = await runner.start();
+    t.teardown(() => runner.stop());
+    while (!cp.control.connected().some((n) => n.nodeId === "osaka-1a"))
+      await new Promise((r) => setTimeout(r, 20));
+    // Nothing is deployed in this control plane: the runner answers, with a 404.
+    t.is((await request(httpPort, "nothing.test", "/")).status, 404);
+    const [node] = await cp.db.query<{ status: string; pop_id: string }>(
+      "SELECT status, pop_id FROM nodes WHERE id = 'osaka-1a'",
+    );
+    t.like(node, { status: "online", pop_id: "osaka-1" });
+  },
+);
+
+test.serial("config: a runner needs tls or an explicit insecure to reach a control plane", async (t) => {
+  const { createRunner } = await import("../../edge-runner/index.ts");
+  t.throws(() => createRunner({ nodeId: "n", pop: "p", control: { address: "localhost:1" } }), {
+    message: /give tls .* or set insecure/,
+  });
+});
