@@ -25,11 +25,12 @@ const USAGE = `usage: edgectl <command> [options]
 
 commands:
   serve [dir]        run control plane + runner in one process on dir (default: example-repo)
-                     --port 8080 --api-port 8081 --grpc-port 50051 --data-dir .edgeplane --watch
+                     --port 8080 --api-port 8081 --grpc-port 50051 --metrics-port 9090
+                     --data-dir .edgeplane --watch
   control-plane      run the control plane: --config edgeplane.yaml (see docs/configuration.md),
                      --database-url postgres://… (or EDGE_DATABASE_URL), --http-port, --grpc-port
   runner             run an edge runner: --control host:port --node-id ID --pop POP [--label k=v]…
-                     --port 8080 --cache-dir DIR --tls-dir certs (or --insecure)
+                     --port 8080 --metrics-port 9090 --cache-dir DIR --tls-dir certs (or --insecure)
   validate [dir]     validate the manifests of a repository (default: .)
   reconcile <name>   reconcile a project's branch head now: --wait, --api URL
   audit              the audit log: --project P --function F --commit SHA --since T --until T
@@ -120,6 +121,7 @@ async function serve(args: string[]): Promise<number> {
       port: { type: "string", default: "8080" },
       "api-port": { type: "string", default: "8081" },
       "grpc-port": { type: "string", default: "50051" },
+      "metrics-port": { type: "string", default: "9090" },
       "data-dir": { type: "string", default: ".edgeplane" },
       watch: { type: "boolean", default: false },
     },
@@ -149,6 +151,7 @@ async function serve(args: string[]): Promise<number> {
     pop: "local",
     httpHost: "127.0.0.1",
     httpPort: Number(values.port),
+    metricsPort: Number(values["metrics-port"]),
     cacheDir: path.join(dataDir, "runner-cache"),
     control: { address: `127.0.0.1:${cp.grpcPort}`, insecure: true },
     logger: log,
@@ -258,6 +261,7 @@ async function runner(args: string[]): Promise<number> {
       pop: { type: "string" },
       label: { type: "string", multiple: true, default: [] },
       port: { type: "string", default: "8080" },
+      "metrics-port": { type: "string", default: "9090" },
       host: { type: "string", default: "0.0.0.0" },
       "cache-dir": { type: "string", default: ".edgeplane/runner-cache" },
       "tls-dir": { type: "string" },
@@ -277,6 +281,7 @@ async function runner(args: string[]): Promise<number> {
     labels,
     httpHost: values.host,
     httpPort: Number(values.port),
+    metricsPort: Number(values["metrics-port"]),
     cacheDir: values["cache-dir"],
     ...(values.control
       ? {
