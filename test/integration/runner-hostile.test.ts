@@ -1,20 +1,15 @@
 // The hostile-module catalogue of issue 5, each against a real runner on loopback: the right
 // status, the runner keeps running, and a healthy function served at the same time answers.
 
-import { mkdtemp, rm } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { ExecutionContext } from "ava";
 import test from "ava";
 import { pino } from "pino";
-import { createRunner, type Runner, type RunnerOptions } from "../../edge-runner/index.ts";
+import type { Runner, RunnerOptions } from "../../edge-runner/index.ts";
 import { sha256Hex } from "../../lib/hash.ts";
-import { createLogger } from "../../lib/log.ts";
 import type { FunctionSpec } from "../../proto/index.ts";
-import { type ArtifactServer, counterModule, hostile, serveArtifacts } from "../helpers/wasm.ts";
-
-const quiet = createLogger("runner-hostile-test", process.env.EDGE_TEST_LOG_LEVEL ?? "silent");
+import { startTestRunner } from "../helpers/runner.ts";
+import { type ArtifactServer, counterModule, hostile } from "../helpers/wasm.ts";
 
 interface Reply {
   status: number;
@@ -48,25 +43,8 @@ interface Setup {
 }
 
 async function setup(t: ExecutionContext, options: Partial<RunnerOptions> = {}): Promise<Setup> {
-  const cacheDir = await mkdtemp(join(tmpdir(), "edge-runner-hostile-"));
-  const artifacts = await serveArtifacts();
-  const runner = createRunner({
-    nodeId: "node-1",
-    pop: "test-1",
-    httpHost: "127.0.0.1",
-    httpPort: 0,
-    cacheDir,
-    logger: quiet,
-    downloadAttempts: 1,
-    ...options,
-  });
-  const { httpPort } = await runner.start();
-  t.teardown(async () => {
-    await runner.stop();
-    await artifacts.close();
-    await rm(cacheDir, { recursive: true, force: true });
-  });
-  return { runner, port: httpPort, artifacts };
+  const { runner, port, artifacts } = await startTestRunner(t, options);
+  return { runner, port, artifacts };
 }
 
 function spec(

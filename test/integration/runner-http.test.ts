@@ -15,21 +15,18 @@ import test from "ava";
 import { pino } from "pino";
 import { createRunner, type Runner, type RunnerOptions } from "../../edge-runner/index.ts";
 import { sha256Hex } from "../../lib/hash.ts";
-import { createLogger } from "../../lib/log.ts";
 import type { FunctionSpec, RouteSpec } from "../../proto/index.ts";
 import { request } from "../helpers/http.ts";
+import { quietLogger as quiet, startTestRunner } from "../helpers/runner.ts";
 import {
   type ArtifactServer,
   counterModule,
   echoModule,
   handlerModule,
   hostile,
-  serveArtifacts,
   statusModule,
   wagiWat,
 } from "../helpers/wasm.ts";
-
-const quiet = createLogger("runner-http-test", process.env.EDGE_TEST_LOG_LEVEL ?? "silent");
 
 interface Setup {
   runner: Runner;
@@ -40,27 +37,10 @@ interface Setup {
 }
 
 async function setup(t: ExecutionContext, options: Partial<RunnerOptions> = {}): Promise<Setup> {
-  const cacheDir = await mkdtemp(join(tmpdir(), "edge-runner-http-"));
-  const artifacts = await serveArtifacts();
-  const runner = createRunner({
-    nodeId: "node-1",
-    pop: "test-1",
-    httpHost: "127.0.0.1",
-    httpPort: 0,
-    cacheDir,
-    logger: quiet,
-    downloadAttempts: 1,
-    ...options,
-  });
-  const { httpPort } = await runner.start();
-  t.teardown(async () => {
-    await runner.stop();
-    await artifacts.close();
-    await rm(cacheDir, { recursive: true, force: true });
-  });
+  const { runner, port, artifacts, cacheDir } = await startTestRunner(t, options);
   return {
     runner,
-    port: httpPort,
+    port,
     artifacts,
     cacheDir,
     fn: (id, bytes, extra = {}) => ({

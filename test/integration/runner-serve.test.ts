@@ -1,8 +1,7 @@
 // The runner end to end on loopback: a real artifact server, real wasm, real HTTP.
 
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { request as httpRequest, type IncomingHttpHeaders } from "node:http";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ExecutionContext } from "ava";
 import test from "ava";
@@ -10,21 +9,19 @@ import fc from "fast-check";
 import { pino } from "pino";
 import { createRunner, type Runner, type RunnerOptions } from "../../edge-runner/index.ts";
 import { sha256Hex } from "../../lib/hash.ts";
-import { createLogger } from "../../lib/log.ts";
 import type { DesiredState, FunctionSpec, RouteSpec } from "../../proto/index.ts";
+import { quietLogger as quiet, startTestRunner } from "../helpers/runner.ts";
 import {
   type ArtifactServer,
   counterModule,
   echoModule,
   failingModule,
-  serveArtifacts,
   statusModule,
   trapModule,
 } from "../helpers/wasm.ts";
 
 // Silent by default: several tests make functions fail on purpose, and each such 5xx is logged
 // at error level. EDGE_TEST_LOG_LEVEL=debug shows everything.
-const quiet = createLogger("runner-serve-test", process.env.EDGE_TEST_LOG_LEVEL ?? "silent");
 
 interface Setup {
   runner: Runner;
@@ -36,27 +33,10 @@ interface Setup {
 }
 
 async function setup(t: ExecutionContext, options: Partial<RunnerOptions> = {}): Promise<Setup> {
-  const cacheDir = await mkdtemp(join(tmpdir(), "edge-runner-"));
-  const artifacts = await serveArtifacts();
-  const runner = createRunner({
-    nodeId: "node-1",
-    pop: "test-1",
-    httpHost: "127.0.0.1",
-    httpPort: 0,
-    cacheDir,
-    logger: quiet,
-    downloadAttempts: 1,
-    ...options,
-  });
-  const { httpPort } = await runner.start();
-  t.teardown(async () => {
-    await runner.stop();
-    await artifacts.close();
-    await rm(cacheDir, { recursive: true, force: true });
-  });
+  const { runner, port, artifacts, cacheDir } = await startTestRunner(t, options);
   return {
     runner,
-    port: httpPort,
+    port,
     artifacts,
     cacheDir,
     fn: (id, version, bytes, extra = {}) => spec(artifacts, id, version, bytes, extra),
