@@ -19,7 +19,10 @@ export interface TestRunner {
   cacheDir: string;
 }
 
-export async function startTestRunner(t: ExecutionContext, options: Partial<RunnerOptions> = {}): Promise<TestRunner> {
+export async function startTestRunner(
+  t: ExecutionContext,
+  options: Partial<RunnerOptions> = {},
+): Promise<TestRunner> {
   const cacheDir = await mkdtemp(join(tmpdir(), "edge-runner-"));
   const artifacts = await serveArtifacts();
   const runner = createRunner({
