@@ -11,7 +11,7 @@ import path from "node:path";
 import { edgeError } from "../lib/errors.ts";
 import { parseClangDiagnostics } from "./diagnostics.ts";
 import { type CompileJob, inRepo, nativeFailure, stackBytes } from "./job.ts";
-import { runNative } from "./sandbox.ts";
+import { runNative, SANDBOX_SRC } from "./sandbox.ts";
 
 /** The .c files to compile, relative to the function's directory. */
 export function cSources(job: CompileJob): string[] {
@@ -65,7 +65,7 @@ export async function compileC(job: CompileJob): Promise<Uint8Array> {
       "clang",
       job,
       result,
-      parseClangDiagnostics(result.stderr, job.sourceDir, "/build/src"),
+      parseClangDiagnostics(result.stderr, job.sourceDir, SANDBOX_SRC),
     );
   }
   return readFileSync(path.join(job.scratch.out, "module.wasm"));

@@ -12,7 +12,7 @@ import path from "node:path";
 import { edgeError } from "../lib/errors.ts";
 import { parseRustcDiagnostics } from "./diagnostics.ts";
 import { type CompileJob, inRepo, nativeFailure, stackBytes } from "./job.ts";
-import { runNative } from "./sandbox.ts";
+import { runNative, SANDBOX_SRC } from "./sandbox.ts";
 
 interface RustPlan {
   crateName: string;
@@ -180,7 +180,7 @@ export async function compileRust(job: CompileJob): Promise<Uint8Array> {
       "rustc",
       job,
       result,
-      parseRustcDiagnostics(result.stderr, job.sourceDir, "/build/src"),
+      parseRustcDiagnostics(result.stderr, job.sourceDir, SANDBOX_SRC),
     );
   }
   return readFileSync(path.join(job.scratch.out, "module.wasm"));

@@ -131,23 +131,31 @@ export interface NativeResult {
 const OUTPUT_CAP = 256 * 1024;
 
 /** Where the scratch directories appear inside the bubblewrap namespace. */
-const SANDBOX_SRC = "/build/src";
+export const SANDBOX_SRC = "/build/src";
 const SANDBOX_OUT = "/build/out";
+
+/**
+ * The system a sandboxed compiler sees: /usr read-only, with the usual /lib, /lib64 and /bin
+ * links into it. The availability probe (toolchains.ts) runs in the same view.
+ */
+export const BWRAP_SYSTEM: readonly string[] = [
+  "--ro-bind",
+  "/usr",
+  "/usr",
+  "--symlink",
+  "usr/lib",
+  "/lib",
+  "--symlink",
+  "usr/lib64",
+  "/lib64",
+  "--symlink",
+  "usr/bin",
+  "/bin",
+];
 
 async function bwrapArgs(run: NativeRun): Promise<string[]> {
   const args = [
-    "--ro-bind",
-    "/usr",
-    "/usr",
-    "--symlink",
-    "usr/lib",
-    "/lib",
-    "--symlink",
-    "usr/lib64",
-    "/lib64",
-    "--symlink",
-    "usr/bin",
-    "/bin",
+    ...BWRAP_SYSTEM,
     "--proc",
     "/proc",
     "--dev",

@@ -11,6 +11,7 @@ import path from "node:path";
 import { edgeError } from "../lib/errors.ts";
 import type { Language } from "../schema/index.ts";
 import type { BuilderConfig } from "./options.ts";
+import { BWRAP_SYSTEM } from "./sandbox.ts";
 
 const require = createRequire(import.meta.url);
 const packageVersion = (name: string): string =>
@@ -185,23 +186,7 @@ const sandboxes = new Map<string, Promise<boolean>>();
 function bwrapWorks(bwrap: string): Promise<boolean> {
   let works = sandboxes.get(bwrap);
   if (works === undefined) {
-    works = run(bwrap, [
-      "--ro-bind",
-      "/usr",
-      "/usr",
-      "--symlink",
-      "usr/lib",
-      "/lib",
-      "--symlink",
-      "usr/lib64",
-      "/lib64",
-      "--symlink",
-      "usr/bin",
-      "/bin",
-      "--unshare-all",
-      "--die-with-parent",
-      "/usr/bin/true",
-    ]).then(
+    works = run(bwrap, [...BWRAP_SYSTEM, "--unshare-all", "--die-with-parent", "/usr/bin/true"]).then(
       () => true,
       () => false,
     );
