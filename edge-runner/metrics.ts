@@ -25,8 +25,11 @@ export interface VersionMetrics {
   record(status: number, seconds: number): void;
   /** Drops the version's series (it is no longer deployed). */
   remove(): void;
-  /** Requests and 5xx answers since the previous call: the counters a heartbeat reports. */
-  take(): { requests: number; errors: number };
+  /**
+   * Requests, 5xx answers and the p99 latency (ms, the upper bound of its histogram bucket)
+   * since the previous call: the counters a heartbeat reports, which rollouts gate on.
+   */
+  take(): { requests: number; errors: number; p99Ms: number };
 }
 
 // Latency buckets from 0.25 ms (a hot hello) to the 60 s manifest maximum.
@@ -120,10 +123,15 @@ export class RunnerMetrics {
     const { invokeCount, invokeLatency } = this;
     let requests = 0;
     let errors = 0;
+    // Per-interval bucket counts (the same buckets as the histogram) for the heartbeat's p99.
+    const buckets = new Uint32Array(LATENCY_BUCKETS.length + 1);
     return {
       record(status, seconds) {
         requests++;
         if (status >= 500) errors++;
+        let b = 0;
+        while (b < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[b]!) b++;
+        buckets[b]!++;
         let c = counts.get(status);
         if (c === undefined) {
           c = invokeCount.labels(fn, version, String(status));
@@ -137,9 +145,22 @@ export class RunnerMetrics {
         invokeLatency.remove(fn, version);
       },
       take() {
-        const taken = { requests, errors };
+        let p99Ms = 0;
+        if (requests > 0) {
+          const rank = Math.ceil(requests * 0.99);
+          let seen = 0;
+          for (let b = 0; b < buckets.length; b++) {
+            seen += buckets[b]!;
+            if (seen >= rank) {
+              p99Ms = (LATENCY_BUCKETS[b] ?? LATENCY_BUCKETS[LATENCY_BUCKETS.length - 1]! * 2) * 1000;
+              break;
+            }
+          }
+        }
+        const taken = { requests, errors, p99Ms };
         requests = 0;
         errors = 0;
+        buckets.fill(0);
         return taken;
       },
     };

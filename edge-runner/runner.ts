@@ -451,18 +451,26 @@ class EdgeRunner implements Runner {
   }
 
   /** Per function version, requests and 5xx answers since the previous heartbeat (those with traffic). */
-  #takeCounters(): { function_id: string; version: string; requests: string; errors: string }[] {
-    const out: { function_id: string; version: string; requests: string; errors: string }[] = [];
+  #takeCounters(): {
+    function_id: string;
+    version: string;
+    requests: string;
+    errors: string;
+    p99_ms: number;
+  }[] {
+    const out: { function_id: string; version: string; requests: string; errors: string; p99_ms: number }[] =
+      [];
     for (const served of this.#loaded.values()) {
       const taken = served.metrics?.take();
       if (!taken || taken.requests === 0) continue;
-      const { requests, errors } = taken;
+      const { requests, errors, p99Ms } = taken;
       const spec = served.fn.spec;
       out.push({
         function_id: spec.function_id,
         version: spec.version,
         requests: String(requests),
         errors: String(errors),
+        p99_ms: p99Ms,
       });
     }
     return out;

@@ -3,7 +3,7 @@
 
 import { edgeError } from "./errors.ts";
 
-const DURATION_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const SIZE_BYTES: Record<string, number> = {
   b: 1,
   kb: 1000,
@@ -14,11 +14,11 @@ const SIZE_BYTES: Record<string, number> = {
   gib: 1024 ** 3,
 };
 
-/** "250ms", "30s", "2m", "1h" or a number of milliseconds → milliseconds. */
+/** "250ms", "30s", "2m", "1h", "7d" or a number of milliseconds → milliseconds. */
 export function parseDuration(value: string | number, option: string): number {
   if (typeof value === "number" && Number.isFinite(value) && value >= 0) return value;
   if (/^\s*0\s*$/.test(String(value))) return 0; // "0" needs no unit (it means "off")
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$/i.exec(String(value));
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/i.exec(String(value));
   if (!m)
     throw edgeError(
       "EDGE_ERR_CONFIG_INVALID",

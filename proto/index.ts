@@ -29,6 +29,8 @@ export interface FunctionCounters {
   version: string;
   requests: string;
   errors: string;
+  /** p99 latency of those requests in ms (the upper bound of its histogram bucket); 0 or absent = unknown. */
+  p99_ms?: number;
 }
 
 export interface Heartbeat {

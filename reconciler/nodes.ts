@@ -4,6 +4,7 @@
 
 import type { DesiredState, FunctionSpec, RouteSpec } from "../proto/index.ts";
 import type { Db } from "./db.ts";
+import { inWave, type RolloutPolicy } from "./progressive.ts";
 import { matchesSelector } from "./selector.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -47,6 +48,7 @@ export async function recordHeartbeat(
     version: string;
     requests: string | number;
     errors: string | number;
+    p99_ms?: number;
   }[] = [],
 ): Promise<void> {
   const known = counters.filter((c) => UUID.test(c.function_id));
@@ -64,23 +66,26 @@ export async function recordHeartbeat(
           version: c.version,
           requests: Number(c.requests),
           errors: Number(c.errors),
+          ...(c.p99_ms ? { p99_ms: c.p99_ms } : {}),
         })),
       ),
     ],
   );
   if (known.length === 0) return;
   await db.query(
-    `INSERT INTO node_function_stats (node_id, function_id, version, requests, errors)
-     SELECT $1, f, v, r, e FROM unnest($2::uuid[], $3::text[], $4::bigint[], $5::bigint[]) AS c(f, v, r, e)
+    `INSERT INTO node_function_stats (node_id, function_id, version, requests, errors, p99_ms)
+     SELECT $1, f, v, r, e, l FROM unnest($2::uuid[], $3::text[], $4::bigint[], $5::bigint[], $6::float8[]) AS c(f, v, r, e, l)
      ON CONFLICT (node_id, function_id) DO UPDATE SET version = EXCLUDED.version,
        requests = node_function_stats.requests + EXCLUDED.requests,
-       errors = node_function_stats.errors + EXCLUDED.errors, updated_at = now()`,
+       errors = node_function_stats.errors + EXCLUDED.errors,
+       p99_ms = coalesce(EXCLUDED.p99_ms, node_function_stats.p99_ms), updated_at = now()`,
     [
       nodeId,
       known.map((c) => c.function_id),
       known.map((c) => c.version),
       known.map((c) => String(c.requests)),
       known.map((c) => String(c.errors)),
+      known.map((c) => (c.p99_ms ? c.p99_ms : null)),
     ],
   );
 }
@@ -179,11 +184,30 @@ interface RouteRow {
   function_id: string;
 }
 
+interface PreviewRow extends ActiveRow {
+  pr: number;
+  domain: string;
+  preview_selector: string;
+}
+
 /** Everything active, read once: the input from which each node's desired state is cut. */
 export interface ActiveState {
   generation: string;
   rows: ActiveRow[];
   routes: RouteRow[];
+  /** Versions some nodes serve instead of the active one (pinned, or the previous one mid-rollout), by id. */
+  others?: Map<string, ActiveRow>;
+  /** "project/function" → the pinned function id. */
+  pins?: Map<string, string>;
+  /** "project/function" → the running rollout. */
+  rollouts?: Map<string, { to: string; from: string; selectors: string[] }>;
+  /** Active pull-request previews. */
+  previews?: PreviewRow[];
+}
+
+/** The preview hosts of a function of a pull request: one for a POP, and one routed on every preview POP. */
+export function previewHost(fn: string, pr: number, domain: string, pop?: string): string {
+  return pop ? `${fn}--pr-${pr}.${pop}.${domain}` : `${fn}--pr-${pr}.${domain}`;
 }
 
 /** Reads the active functions, routes and generation in one snapshot, so they agree. */
@@ -200,8 +224,71 @@ export async function loadActiveState(db: Db): Promise<ActiveState> {
     const routes = await tx.query<RouteRow>(
       "SELECT host, path, methods, priority, function_id FROM routes ORDER BY host, path, priority",
     );
-    return { generation: String(Number(g?.g ?? 0)), rows, routes };
+    const pins = await tx.query<{ project: string; name: string; function_id: string }>(
+      "SELECT p.name AS project, x.function_name AS name, x.function_id FROM pins x JOIN projects p ON p.id = x.project_id",
+    );
+    const rollouts = await tx.query<{
+      project: string;
+      name: string;
+      to_function_id: string;
+      from_function_id: string;
+      policy: RolloutPolicy;
+      wave: number;
+    }>(
+      `SELECT p.name AS project, r.function_name AS name, r.to_function_id, r.from_function_id, r.policy, r.wave
+         FROM rollouts r JOIN projects p ON p.id = r.project_id WHERE r.status = 'running'`,
+    );
+    const ids = [...pins.map((x) => x.function_id), ...rollouts.map((r) => r.from_function_id)];
+    const others = ids.length
+      ? await tx.query<ActiveRow>(
+          `${FUNCTION_COLUMNS} FROM functions f JOIN projects p ON p.id = f.project_id
+          WHERE f.id = ANY($1::uuid[])`,
+          [ids],
+        )
+      : [];
+    const previews = await tx.query<PreviewRow>(
+      `${FUNCTION_COLUMNS}, v.pr, v.domain, v.preview_selector
+         FROM previews v JOIN functions f ON f.id = v.function_id JOIN projects p ON p.id = v.project_id
+        WHERE v.status = 'active' ORDER BY p.name, v.pr, f.name`,
+    );
+    return {
+      generation: String(Number(g?.g ?? 0)),
+      rows,
+      routes,
+      others: new Map(others.map((r) => [r.function_id, r])),
+      pins: new Map(pins.map((x) => [`${x.project}/${x.name}`, x.function_id])),
+      rollouts: new Map(
+        rollouts.map((r) => [
+          `${r.project}/${r.name}`,
+          {
+            to: r.to_function_id,
+            from: r.from_function_id,
+            selectors: r.policy.waves.slice(0, r.wave + 1).map((w) => w.pops),
+          },
+        ]),
+      ),
+      previews,
+    };
   });
+}
+
+const FUNCTION_COLUMNS = `SELECT f.id AS function_id, f.name, f.version, p.name AS project, f.artifact_key, f.sha256, f.abi,
+  f.memory_pages, f.max_execution_ms, f.max_request_bytes, f.max_instances, f.env, f.capabilities, f.pop_selector`;
+
+/**
+ * The version of an active function a node serves: a pinned version wins (a rollback); during a
+ * progressive rollout a node outside the waves reached so far keeps the previous version;
+ * otherwise the active one.
+ */
+function servedOn(active: ActiveState, r: ActiveRow, labels: Record<string, string>): ActiveRow {
+  const key = `${r.project}/${r.name}`;
+  const pinned = active.pins?.get(key);
+  if (pinned) return active.others?.get(pinned) ?? r;
+  const rollout = active.rollouts?.get(key);
+  if (rollout && rollout.to === r.function_id && !rollout.selectors.some((s) => inWave(s, labels))) {
+    return active.others?.get(rollout.from) ?? r;
+  }
+  return r;
 }
 
 /** The desired state of a node with these labels (its POP included as label "pop"). */
@@ -210,7 +297,28 @@ export async function desiredFromActive(
   labels: Record<string, string>,
   artifactUrl: (key: string) => Promise<string>,
 ): Promise<DesiredState> {
-  const placed = active.rows.filter((r) => matchesSelector(r.pop_selector, labels));
+  // Routes name the active version; on this node they dispatch to the version it serves.
+  const servedId = new Map<string, string>();
+  const placed: ActiveRow[] = [];
+  for (const r of active.rows) {
+    const served = servedOn(active, r, labels);
+    if (!matchesSelector(served.pop_selector, labels)) continue;
+    servedId.set(r.function_id, served.function_id);
+    placed.push(served);
+  }
+  // Previews: on nodes matching both the Project's preview.pops and the function's placement.
+  const previewRoutes: RouteSpec[] = [];
+  for (const v of active.previews ?? []) {
+    if (!matchesSelector(v.preview_selector, labels) || !matchesSelector(v.pop_selector, labels)) continue;
+    if (!placed.some((p) => p.function_id === v.function_id)) placed.push(v);
+    const hosts = [
+      previewHost(v.name, v.pr, v.domain),
+      ...(labels.pop ? [previewHost(v.name, v.pr, v.domain, labels.pop)] : []),
+    ];
+    for (const host of hosts) {
+      previewRoutes.push({ host, path: "/*", methods: [], priority: 0, function_id: v.function_id });
+    }
+  }
   const functions: FunctionSpec[] = await Promise.all(
     placed.map(async (r) => ({
       function_id: r.function_id,
@@ -228,16 +336,16 @@ export async function desiredFromActive(
       capabilities: r.capabilities,
     })),
   );
-  const ids = new Set(functions.map((f) => f.function_id));
   const routes: RouteSpec[] = active.routes
-    .filter((r) => ids.has(r.function_id))
+    .filter((r) => servedId.has(r.function_id))
     .map((r) => ({
       host: r.host,
       path: r.path,
       methods: r.methods ? r.methods.split(",") : [],
       priority: r.priority,
-      function_id: r.function_id,
+      function_id: servedId.get(r.function_id)!,
     }));
+  routes.push(...previewRoutes);
   return { generation: active.generation, functions, routes };
 }
 

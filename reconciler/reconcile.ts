@@ -22,6 +22,7 @@ import { type LoadedFunction, loadManifests, type ProjectSpec } from "../schema/
 import type { Db } from "./db.ts";
 import { releaseLease, renewLease, tryLease } from "./leases.ts";
 import { normalizeRoutes, type Plan, plan } from "./plan.ts";
+import { compileRollout } from "./progressive.ts";
 import {
   type ClaimedReconciliation,
   claimNewest,
@@ -258,6 +259,9 @@ export class Reconciler {
       // Source trees are hashed concurrently: a repository of many functions is mostly file I/O.
       const described = await mapLimit(manifests.functions, 16, (fn) => describe(checkout.dir, fn));
       const desired = new Map<string, DesiredFunctionDetail>(described.map((d) => [d.name, d]));
+      // A function without a rollout of its own follows the Project's (if any).
+      const projectRollout = compileRollout(projectSpec?.rollout);
+      for (const d of desired.values()) d.rollout ??= projectRollout;
 
       const stored = await loadStoredState(db, project.id);
       planned = plan([...desired.values()], stored.functions);
@@ -397,8 +401,11 @@ export class Reconciler {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** Desired state of one function: its manifest settings plus the hashes that decide rebuilds. */
-async function describe(repoDir: string, fn: LoadedFunction): Promise<DesiredFunctionDetail> {
+/**
+ * Desired state of one function: its manifest settings plus the hashes that decide rebuilds.
+ * Exported so that `edgectl plan` computes a local checkout's desired state exactly as a reconcile does.
+ */
+export async function describe(repoDir: string, fn: LoadedFunction): Promise<DesiredFunctionDetail> {
   const { metadata, spec } = fn.manifest;
   const entrypoint = spec.source.entry ?? defaultEntry(spec.source.language);
   const config = {
@@ -437,5 +444,7 @@ async function describe(repoDir: string, fn: LoadedFunction): Promise<DesiredFun
     capabilities: spec.capabilities,
     labels: metadata.labels ?? {},
     popSelector: spec.placement?.pops ?? "",
+    secretEnv: spec.secretEnv ?? [],
+    rollout: compileRollout(spec.rollout),
   };
 }

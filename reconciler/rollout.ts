@@ -49,6 +49,8 @@ export async function rollout(
   reconciliationId: string,
   generation: number,
   targets: { id: string; pop: string }[],
+  /** record: false leaves the reconciliation's outcome alone (preview and wave rollouts). */
+  options: { record?: boolean } = {},
 ): Promise<RolloutOutcome> {
   const { db, control } = deps;
   const started = performance.now();
@@ -107,6 +109,6 @@ export async function rollout(
       return { pop, state: ok ? "success" : "failure", description, nodes };
     });
   const outcome: RolloutOutcome = { generation, pops, propagationMs: Math.round(propagationMs) };
-  await recordOutcome(db, reconciliationId, outcome);
+  if (options.record !== false) await recordOutcome(db, reconciliationId, outcome);
   return outcome;
 }

@@ -58,6 +58,8 @@ export class StatusReporter {
     context: string,
     state: CommitState,
     description: string,
+    /** Where the status links to; default the reconciliation in the API (previews: the preview URL). */
+    targetUrl?: string,
   ): void {
     if (!this.options.githubApiBase || !target.fullName || !sha || !SHA.test(sha)) return;
     const payload = {
@@ -65,7 +67,7 @@ export class StatusReporter {
       context,
       // GitHub caps descriptions at 140 characters.
       description: description.length > 140 ? `${description.slice(0, 139)}…` : description,
-      target_url: `${this.options.publicUrl()}/api/v1/reconciliations/${reconciliationId}`,
+      target_url: targetUrl ?? `${this.options.publicUrl()}/api/v1/reconciliations/${reconciliationId}`,
     };
     const url = `${this.options.githubApiBase.replace(/\/$/, "")}/repos/${target.fullName}/statuses/${sha}`;
     const headers: Record<string, string> = {
@@ -92,6 +94,89 @@ export class StatusReporter {
     );
     this.chains.set(key, next);
     this.track(next.finally(() => this.chains.get(key) === next && this.chains.delete(key)));
+  }
+
+  /**
+   * Creates the pull request's comment (commentId null) or edits it in place; resolves with the
+   * comment's id, or null when no GitHub API is configured or every attempt failed. Deliveries
+   * of one pull request's comment are sent in order, like a commit status context's.
+   */
+  prComment(
+    target: StatusTarget,
+    reconciliationId: string,
+    pr: number,
+    commentId: number | null,
+    body: string,
+  ): Promise<number | null> {
+    if (!this.options.githubApiBase || !target.fullName) return Promise.resolve(null);
+    const base = `${this.options.githubApiBase.replace(/\/$/, "")}/repos/${target.fullName}/issues`;
+    const headers: Record<string, string> = {
+      "content-type": "application/json",
+      accept: "application/vnd.github+json",
+      ...(this.options.githubToken ? { authorization: `Bearer ${this.options.githubToken}` } : {}),
+    };
+    const key = `${target.fullName}\n#${pr}`;
+    const previous = this.chains.get(key) ?? Promise.resolve();
+    const next = previous.then(async () => {
+      const send = async (method: "POST" | "PATCH", url: string) => {
+        const id = randomUUID();
+        const payload = { body };
+        await this.db.query(
+          `INSERT INTO status_deliveries (id, project_id, reconciliation_id, kind, target, event, payload, status)
+           VALUES ($1, $2, $3, 'pr_comment', $4, $5, $6, 'pending')`,
+          [id, target.projectId, reconciliationId, url, `comment ${method} #${pr}`, JSON.stringify(payload)],
+        );
+        let delay = this.options.retryMinDelayMs;
+        for (let attempt = 1; attempt <= this.options.attempts; attempt++) {
+          let error: string;
+          let status: number | null = null;
+          try {
+            const res = await fetch(url, {
+              method,
+              headers,
+              body: JSON.stringify(payload),
+              signal: AbortSignal.timeout(10_000),
+            });
+            status = res.status;
+            const text = await res.text();
+            if (res.ok) {
+              await this.record(id, "delivered", attempt, null, status);
+              const parsed = JSON.parse(text || "{}") as { id?: number };
+              return { status, id: typeof parsed.id === "number" ? parsed.id : null };
+            }
+            error = `HTTP ${res.status}`;
+            if (res.status < 500 && res.status !== 408 && res.status !== 429) {
+              await this.record(id, "failed", attempt, error, status);
+              return { status, id: null };
+            }
+          } catch (err) {
+            error = (err as Error).message;
+          }
+          const last = attempt === this.options.attempts;
+          await this.record(id, last ? "failed" : "pending", attempt, error, status);
+          if (last) return { status, id: null };
+          await new Promise((r) => setTimeout(r, delay));
+          delay = Math.min(delay * 2, this.options.retryMaxDelayMs);
+        }
+        return { status: null, id: null };
+      };
+      if (commentId !== null) {
+        const edited = await send("PATCH", `${base}/comments/${commentId}`);
+        // A comment someone deleted is made again; any other failure keeps the stored id.
+        if (edited.status !== 404) return edited.status !== null && edited.status < 300 ? commentId : null;
+      }
+      return (await send("POST", `${base}/${pr}/comments`)).id;
+    });
+    const tail = next.then(
+      () => {},
+      () => {},
+    );
+    this.chains.set(key, tail);
+    this.track(tail.finally(() => this.chains.get(key) === tail && this.chains.delete(key)));
+    return next.catch((err) => {
+      this.log.error({ err }, "PR comment delivery crashed");
+      return null;
+    });
   }
 
   /** Sends an event to every notification URL of the project that subscribes to it. */

@@ -17,6 +17,10 @@ export type Host = string
  * A label selector over runner labels: 'key=value' and 'key!=value' terms joined by commas.
  */
 export type Selector = string
+/**
+ * A duration such as "30s", "250ms", "5m" or "1h".
+ */
+export type Duration = string
 
 export interface ProjectManifest {
 apiVersion: "edgeplane.dev/v1"
@@ -39,6 +43,7 @@ export interface ProjectSpec {
 domains: [Host, ...(Host)[]]
 preview?: Preview
 notifications?: Notification[]
+rollout?: Rollout
 }
 export interface Preview {
 domain: Host
@@ -47,6 +52,34 @@ pops?: Selector
 export interface Notification {
 url: string
 events?: ("reconcile" | "deploy" | "preview")[]
+}
+export interface Rollout {
+/**
+ * Waves in order; each adds the POPs its selector matches. After the last wave the version goes wherever its placement allows.
+ * 
+ * @minItems 1
+ * @maxItems 32
+ */
+waves: [RolloutWave, ...(RolloutWave)[]]
+/**
+ * Largest share of 5xx answers (0..1) the new version may give in a wave's POPs. Default 0.05.
+ */
+maxErrorRate?: number
+/**
+ * Largest p99 latency in milliseconds the new version may show in a wave's POPs. Default: not checked.
+ */
+maxP99Ms?: number
+/**
+ * Requests a wave's POPs must answer before the error rate is judged. Default 1.
+ */
+minRequests?: number
+}
+export interface RolloutWave {
+/**
+ * The POPs this wave adds: a label selector over runner labels, or "*" for every POP.
+ */
+pops: ("*" | Selector)
+bake?: Duration
 }
 export interface FunctionManifest {
 apiVersion: "edgeplane.dev/v1"
@@ -62,12 +95,17 @@ limits?: Limits
 env?: {
 [k: string]: string
 }
+/**
+ * Names of env entries whose values are secret: previews of pull requests from forks get them removed.
+ */
+secretEnv?: string[]
 capabilities?: Capabilities
 /**
  * @minItems 1
  */
 routes: [RouteManifest, ...(RouteManifest)[]]
 placement?: Placement
+rollout?: Rollout
 }
 export interface Source {
 path: string

@@ -6,7 +6,15 @@ import type * as Written from "./types.generated.ts";
 // The documents as written are generated from the schema (types.generated.ts); what the loader
 // returns has the schema's defaults applied, so those fields are required here.
 
-export type { Metadata, Notification, Preview, ProjectSpec, Source } from "./types.generated.ts";
+export type {
+  Metadata,
+  Notification,
+  Preview,
+  ProjectSpec,
+  Rollout,
+  RolloutWave,
+  Source,
+} from "./types.generated.ts";
 export type Language = Written.Source["language"];
 export type Abi = NonNullable<Written.FunctionSpec["abi"]>;
 export type Runtime = NonNullable<Written.FunctionSpec["runtime"]>;

@@ -19,6 +19,8 @@ export interface Recorder {
   respond: (req: Recorded) => number;
   /** Milliseconds to wait before answering (default 0). */
   delay: (req: Recorded) => number;
+  /** The response body (default "{}"), e.g. a created comment's `{"id": 1}`. */
+  reply: (req: Recorded) => string;
   close(): Promise<void>;
 }
 
@@ -28,6 +30,7 @@ export async function startRecorder(): Promise<Recorder> {
     calls: [],
     respond: () => 201,
     delay: () => 0,
+    reply: () => "{}",
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
   const server: Server = createServer((req, res) => {
@@ -44,7 +47,7 @@ export async function startRecorder(): Promise<Recorder> {
       rec.calls.push(call);
       setTimeout(() => {
         res.statusCode = rec.respond(call);
-        res.end("{}");
+        res.end(rec.reply(call));
       }, rec.delay(call));
     });
   });
