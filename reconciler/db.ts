@@ -143,13 +143,23 @@ export async function migrate(db: Db): Promise<string[]> {
 }
 
 /**
- * Splits a migration script into statements: drops "--" comments, then splits on ";".
- * Migrations therefore keep "--" and ";" out of string literals and function bodies.
+ * Splits a migration script into statements: drops "--" comments, then splits on ";" outside
+ * dollar-quoted bodies ($$ … $$, so trigger functions can be written in PL/pgSQL). Migrations
+ * therefore keep "--" out of everything and ";" out of ordinary string literals.
  */
 function splitSql(sql: string): string[] {
   return sql
     .replace(/--.*$/gm, "")
-    .split(";")
+    .split(/(\$\$[\s\S]*?\$\$)/)
+    .flatMap((part, i) => (i % 2 === 1 ? [part] : part.split(/(;)/)))
+    .reduce<string[]>(
+      (statements, piece) => {
+        if (piece === ";") statements.push("");
+        else statements[statements.length - 1] += piece;
+        return statements;
+      },
+      [""],
+    )
     .map((s) => s.trim())
     .filter(Boolean);
 }
