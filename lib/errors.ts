@@ -233,6 +233,21 @@ export const catalogue = {
     summary: "The API request body exceeds the endpoint's size limit.",
   },
   EDGE_ERR_API_BAD_REQUEST: { status: 400, area: ApiError, summary: "The API request is malformed." },
+  EDGE_ERR_API_MANAGED_BY_GIT: {
+    status: 409,
+    area: ApiError,
+    summary: "An imperative write to a project whose source is Git (change the repository instead).",
+  },
+  EDGE_ERR_API_CONFLICT: {
+    status: 409,
+    area: ApiError,
+    summary: "The write conflicts with stored state (a route another function or project holds).",
+  },
+  EDGE_ERR_API_RATE_LIMITED: {
+    status: 429,
+    area: ApiError,
+    summary: "The token sent more requests than the rate limit allows; see Retry-After.",
+  },
   EDGE_ERR_INTERNAL: {
     status: 500,
     area: EdgeError,

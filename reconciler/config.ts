@@ -10,10 +10,19 @@ import { parseDuration, parseSize } from "../lib/units.ts";
 export interface ProjectRegistration {
   /** Project name; must equal metadata.name of the repo's Project document when it has one. */
   name: string;
-  /** Clone URL or local path of the repository (source "git"), or the directory (source "directory"). */
-  repo: string;
-  /** "git" (default): reconcile commits of `branch`. "directory": read `repo` as a plain directory. */
-  source?: "git" | "directory";
+  /**
+   * Clone URL or local path of the repository (source "git"), or the directory (source
+   * "directory"). Not used by source "api".
+   */
+  repo?: string;
+  /**
+   * "git" (default): reconcile commits of `branch`. "directory": read `repo` as a plain directory.
+   * "api": no repository; functions and routes are written through the imperative API
+   * (POST /api/v1/functions, /functions/:id/deploy, /routes), which Git projects refuse (409).
+   */
+  source?: "git" | "directory" | "api";
+  /** Source "api" only: the hosts (and their subdomains) this project may route. */
+  domains?: string[];
   /** "owner/name" as GitHub webhooks name the repository; webhooks are matched on it. */
   fullName?: string;
   /** Production branch. Default "main". */
@@ -64,6 +73,8 @@ export interface ControlPlaneOptions {
   ackTimeout?: string | number;
   /** A runner without a heartbeat for this long is offline and gets no intents. Default "2m". */
   offlineAfter?: string | number;
+  /** A pull-request preview nobody pushed to for this long is torn down. Default "7d". */
+  previewTtl?: string | number;
   /** GitHub commit statuses. Without apiBase none are posted. */
   github?: { apiBase?: string; token?: string };
   /** Retries of status deliveries (commit statuses, notifications): attempts and the doubling delay. */
@@ -73,6 +84,15 @@ export interface ControlPlaneOptions {
    * hold a gRPC stream). Without one that endpoint is disabled (403).
    */
   runnerToken?: string;
+  /**
+   * Where a fresh control plane writes its first admin API token (mode 0600) when no admin
+   * token exists yet. Default {dataDir}/admin-token; false = never create one.
+   */
+  adminTokenFile?: string | false;
+  /** API rate limit per token, per replica: requests per window. Default 600 per "1m" (429 above). */
+  apiRateLimit?: { requests?: number; window?: string | number };
+  /** Largest module accepted by POST /api/v1/functions (source "api"). Default "32MiB" (413 above). */
+  maxUploadBytes?: string | number;
   /** Builder options (docs/builder.md); the build cache defaults to {dataDir}/build-cache. */
   builder?: BuilderOptions;
   /** Registered projects. */
@@ -81,8 +101,10 @@ export interface ControlPlaneOptions {
 
 export interface CompiledProject {
   name: string;
+  /** "" for source "api". */
   repo: string;
-  source: "git" | "directory";
+  source: "git" | "directory" | "api";
+  domains: string[];
   fullName: string | null;
   branch: string;
   webhookSecret: string | null;
@@ -107,10 +129,14 @@ export interface CompiledControlPlaneOptions {
   pollIntervalMs: number;
   ackTimeoutMs: number;
   offlineAfterMs: number;
+  previewTtlMs: number;
   github: { apiBase: string; token: string | null } | null;
   statusRetry: { attempts: number; minDelayMs: number; maxDelayMs: number };
   builder: BuilderOptions;
   runnerToken: string | null;
+  adminTokenFile: string | null;
+  apiRateLimit: { requests: number; windowMs: number };
+  maxUploadBytes: number;
   projects: CompiledProject[];
 }
 
@@ -140,11 +166,24 @@ export function compileControlPlaneOptions(o: ControlPlaneOptions): CompiledCont
     if (names.has(p.name))
       throw edgeError("EDGE_ERR_CONFIG_INVALID", `projects[${i}].name: "${p.name}" is registered twice`);
     names.add(p.name);
-    if (!p.repo) throw edgeError("EDGE_ERR_CONFIG_INVALID", `projects[${i}].repo is required`);
+    const source = p.source ?? "git";
+    if (!["git", "directory", "api"].includes(source))
+      throw edgeError(
+        "EDGE_ERR_CONFIG_INVALID",
+        `projects[${i}].source: expected git, directory or api, got ${JSON.stringify(source)}`,
+      );
+    if (!p.repo && source !== "api")
+      throw edgeError("EDGE_ERR_CONFIG_INVALID", `projects[${i}].repo is required`);
+    if (p.domains && source !== "api")
+      throw edgeError(
+        "EDGE_ERR_CONFIG_INVALID",
+        `projects[${i}].domains: only for source api; a Git project lists its domains in its Project manifest`,
+      );
     return {
       name: p.name,
-      repo: p.repo,
-      source: p.source ?? "git",
+      repo: p.repo ?? "",
+      source,
+      domains: (p.domains ?? []).map((d) => d.toLowerCase()),
       fullName: p.fullName ?? null,
       branch: p.branch ?? "main",
       webhookSecret: p.webhookSecret ?? null,
@@ -171,6 +210,7 @@ export function compileControlPlaneOptions(o: ControlPlaneOptions): CompiledCont
     pollIntervalMs: parseDuration(o.pollInterval ?? "5m", "pollInterval"),
     ackTimeoutMs: parseDuration(o.ackTimeout ?? "30s", "ackTimeout"),
     offlineAfterMs: parseDuration(o.offlineAfter ?? "2m", "offlineAfter"),
+    previewTtlMs: parseDuration(o.previewTtl ?? "7d", "previewTtl"),
     github: o.github?.apiBase ? { apiBase: o.github.apiBase, token: o.github.token ?? null } : null,
     statusRetry: {
       attempts: o.statusRetry?.attempts ?? 5,
@@ -179,6 +219,13 @@ export function compileControlPlaneOptions(o: ControlPlaneOptions): CompiledCont
     },
     builder: { cacheDir: path.join(dataDir, "build-cache"), ...o.builder },
     runnerToken: o.runnerToken ?? null,
+    adminTokenFile:
+      o.adminTokenFile === false ? null : path.resolve(o.adminTokenFile ?? path.join(dataDir, "admin-token")),
+    apiRateLimit: {
+      requests: o.apiRateLimit?.requests ?? 600,
+      windowMs: parseDuration(o.apiRateLimit?.window ?? "1m", "apiRateLimit.window"),
+    },
+    maxUploadBytes: parseSize(o.maxUploadBytes ?? "32MiB", "maxUploadBytes"),
     projects,
   };
 }

@@ -6,9 +6,11 @@ import { mkdir, readFile } from "node:fs/promises";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
+import type Koa from "koa";
 import { type ArtifactStore, LocalArtifactStore, S3ArtifactStore } from "../builder/index.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { createApi } from "./api.ts";
+import { bootstrapAdminToken } from "./auth.ts";
 import {
   type CompiledControlPlaneOptions,
   type ControlPlaneOptions,
@@ -18,13 +20,15 @@ import { ControlServer } from "./control-server.ts";
 import { type Db, migrate, PgliteDb, PostgresDb } from "./db.ts";
 import { type ControlPlaneMetrics, createMetrics } from "./metrics.ts";
 import { currentGeneration } from "./nodes.ts";
+import { DESIRED_STATE_CHANNEL } from "./outbox.ts";
 import { Poller } from "./poller.ts";
+import { PreviewManager } from "./previews.ts";
+import { ProgressiveRollouts } from "./progressive.ts";
 import { registerProject } from "./projects.ts";
 import { type ReconcileFinished, Reconciler } from "./reconcile.ts";
 import { getReconciliation } from "./reconciliations.ts";
 import { type RolloutOutcome, rollout, targetNodes } from "./rollout.ts";
 import { DirectorySource, GitSource } from "./source.ts";
-import { DESIRED_STATE_CHANNEL } from "./state.ts";
 import { StatusReporter, type StatusTarget } from "./status.ts";
 
 export interface ControlPlane {
@@ -35,6 +39,12 @@ export interface ControlPlane {
   readonly status: StatusReporter;
   readonly metrics: ControlPlaneMetrics;
   readonly poller: Poller;
+  /** Pull-request previews (previews.ts). */
+  readonly previews: PreviewManager;
+  /** Progressive rollouts in flight on this replica (progressive.ts). */
+  readonly progressive: ProgressiveRollouts;
+  /** The HTTP API (Koa), e.g. to list its routes. */
+  readonly app: Koa;
   /** Bound ports, known after start(). */
   readonly httpPort: number;
   readonly grpcPort: number;
@@ -75,6 +85,28 @@ export async function createControlPlane(
   const rollouts = new Set<Promise<unknown>>();
 
   const metrics = createMetrics(db);
+  const progressive = new ProgressiveRollouts({
+    db,
+    log,
+    control,
+    ackTimeoutMs: o.ackTimeoutMs,
+    commitStatus: (r, context, state, description, reconciliationId) => {
+      const target = [...targets.values()].find((t) => t.projectId === r.project_id);
+      if (target) status.commitStatus(target, reconciliationId, r.commit_sha, context, state, description);
+    },
+  });
+  const previews = new PreviewManager({
+    db,
+    store,
+    log,
+    builder: o.builder,
+    status,
+    control,
+    ackTimeoutMs: o.ackTimeoutMs,
+    ttlMs: o.previewTtlMs,
+    dataDir: o.dataDir,
+    target: (project) => targets.get(project)!,
+  });
 
   /** After a reconcile: metrics, statuses, notifications, and for a new generation the rollout. */
   const finished = (r: ReconcileFinished) => {
@@ -120,8 +152,22 @@ export async function createControlPlane(
         const complete = outcome.pops.every((p) => p.nodes.every((n) => n.acked));
         const row = await getReconciliation(db, r.id);
         if (complete && row) metrics.propagation.observe((Date.now() - Date.parse(row.created_at)) / 1000);
+        // Functions with a progressive rollout reach the POPs wave by wave (progressive.ts
+        // reports each POP when its wave is reached); the rest are live everywhere already.
+        const waves = await progressive.runningFor(r.id);
         for (const pop of outcome.pops) {
-          status.commitStatus(target, r.id, r.commit, `edgeplane/${pop.pop}`, pop.state, pop.description);
+          if (waves > 0 && pop.state === "success") {
+            status.commitStatus(
+              target,
+              r.id,
+              r.commit,
+              `edgeplane/${pop.pop}`,
+              "pending",
+              "waiting for its rollout wave",
+            );
+          } else {
+            status.commitStatus(target, r.id, r.commit, `edgeplane/${pop.pop}`, pop.state, pop.description);
+          }
         }
         const failed = outcome.pops.filter((p) => p.state === "failure").map((p) => p.pop);
         status.commitStatus(
@@ -129,12 +175,41 @@ export async function createControlPlane(
           r.id,
           r.commit,
           "edgeplane",
-          failed.length ? "failure" : "success",
+          failed.length ? "failure" : waves > 0 ? "pending" : "success",
           failed.length
             ? `deploy failed in ${failed.join(", ")}`
-            : `${r.plan?.changes.length ?? 0} change(s) live in ${outcome.pops.length} POP(s)`,
+            : waves > 0
+              ? `${waves} function(s) rolling out wave by wave`
+              : `${r.plan?.changes.length ?? 0} change(s) live in ${outcome.pops.length} POP(s)`,
         );
         status.notify(target, r.projectSpec, r.id, "deploy", { reconciliation: summary, outcome });
+        if (waves === 0) return;
+        const ends = await progressive.startFor(r.id);
+        const rolledBack = ends.filter((e) => e.status === "rolled_back");
+        if (rolledBack.length) {
+          status.commitStatus(
+            target,
+            r.id,
+            r.commit,
+            "edgeplane",
+            "failure",
+            rolledBack.map((e) => `${e.function} rolled back: ${e.reason}`).join("; "),
+          );
+        } else if (ends.every((e) => e.status === "succeeded") && !failed.length) {
+          status.commitStatus(
+            target,
+            r.id,
+            r.commit,
+            "edgeplane",
+            "success",
+            `${r.plan?.changes.length ?? 0} change(s) live; ${ends.length} rollout(s) healthy in every wave`,
+          );
+        }
+        status.notify(target, r.projectSpec, r.id, "deploy", {
+          reconciliation: summary,
+          outcome,
+          rollouts: ends,
+        });
       })
       .catch((err) => log.error({ err, reconcile_id: r.id }, "rollout failed"));
     rollouts.add(p);
@@ -177,11 +252,23 @@ export async function createControlPlane(
   });
   for (const p of o.projects) {
     const id = await registerProject(db, p);
+    // An "api" project has nothing to reconcile: its state is written by the imperative API.
+    if (p.source === "api") continue;
     const source =
       p.source === "directory"
         ? new DirectorySource(p.repo)
         : new GitSource(p.repo, p.branch, path.join(o.dataDir, "git", p.name));
     reconciler.addProject({ id, name: p.name, source, missingToolchain: p.missingToolchain });
+    if (p.source === "git") {
+      previews.addProject({
+        id,
+        name: p.name,
+        repo: p.repo,
+        branch: p.branch,
+        fullName: p.fullName,
+        missingToolchain: p.missingToolchain,
+      });
+    }
     targets.set(p.name, { projectId: id, fullName: p.fullName, notificationSecret: p.notificationSecret });
   }
   const poller = new Poller(db, reconciler, log, o.pollIntervalMs);
@@ -192,8 +279,11 @@ export async function createControlPlane(
     projects: o.projects,
     maxWebhookBytes: o.maxWebhookBytes,
     runnerToken: o.runnerToken,
+    apiRateLimit: o.apiRateLimit,
+    maxUploadBytes: o.maxUploadBytes,
     metrics,
     log,
+    previewApi: { db, previews, status, target: (project) => targets.get(project) ?? null },
   });
   let server: Server | null = null;
   let unlisten: (() => Promise<void>) | null = null;
@@ -207,10 +297,18 @@ export async function createControlPlane(
     status,
     metrics,
     poller,
+    previews,
+    progressive,
+    app,
     httpPort: 0,
     grpcPort: 0,
     url: "",
     async start() {
+      if (o.adminTokenFile) {
+        await mkdir(path.dirname(o.adminTokenFile), { recursive: true });
+        if (await bootstrapAdminToken(db, o.adminTokenFile))
+          log.info({ file: o.adminTokenFile }, "created the first admin API token");
+      }
       server = app.listen(o.httpPort, o.httpHost);
       await new Promise<void>((resolve, reject) => {
         server!.once("listening", resolve);
@@ -247,6 +345,7 @@ export async function createControlPlane(
       }, 2_000);
       generationPoll.unref();
       poller.start();
+      previews.start();
       log.info(
         {
           http: cp.url,
@@ -259,13 +358,17 @@ export async function createControlPlane(
     },
     async settled() {
       await reconciler.idle();
+      await previews.settled();
       while (rollouts.size > 0) await Promise.all([...rollouts]);
+      await progressive.settled();
       await status.drain();
     },
     async stop() {
       if (generationPoll) clearInterval(generationPoll);
       await unlisten?.();
       await poller.stop();
+      await previews.stop();
+      await progressive.stop();
       await reconciler.stop();
       await cp.settled();
       await control.stop();

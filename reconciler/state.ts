@@ -4,6 +4,7 @@
 
 import { audit } from "./audit.ts";
 import type { Db, Queryable } from "./db.ts";
+import { bumpGeneration } from "./outbox.ts";
 import {
   type Change,
   type DesiredFunction,
@@ -12,6 +13,7 @@ import {
   type PlannedRoute,
   type StoredFunction,
 } from "./plan.ts";
+import type { RolloutPolicy } from "./progressive.ts";
 
 /** Everything about a desired function that a new version row records. */
 export interface DesiredFunctionDetail extends DesiredFunction {
@@ -28,6 +30,10 @@ export interface DesiredFunctionDetail extends DesiredFunction {
   capabilities: Record<string, boolean>;
   labels: Record<string, string>;
   popSelector: string;
+  /** Env names whose values previews of fork pull requests do not get. */
+  secretEnv?: string[];
+  /** Progressive rollout of new versions (the function's own, else the Project's); null = everywhere at once. */
+  rollout?: RolloutPolicy | null;
 }
 
 export interface BuiltArtifact {
@@ -103,9 +109,6 @@ export interface ApplyInput {
 
 export class StaleStateError extends Error {}
 
-/** The NOTIFY channel (suffixed with the schema) announcing a new generation to every replica. */
-export const DESIRED_STATE_CHANNEL = "edgeplane_desired_state";
-
 /** Applies a plan atomically; returns the new generation (outbox id) or null if nothing changed. */
 export async function applyPlan(db: Db, input: ApplyInput): Promise<number | null> {
   return db.transaction(async (tx) => {
@@ -122,32 +125,41 @@ export async function applyPlan(db: Db, input: ApplyInput): Promise<number | nul
     if (current.join() !== [...input.basedOn].sort().join()) {
       throw new StaleStateError("stored state changed while this reconcile was planning");
     }
-    const ctx = { tx, input };
+    const ctx: ApplyContext = { tx, input, unpinned: [], rollouts: [] };
     for (const change of input.plan.changes) await applyChange(ctx, change);
+    // Pins that stay: Git did not change these functions, so the rollback still stands (and the
+    // result says so rather than silently serving something else than Git describes).
+    const pinned = await tx.query<{
+      function: string;
+      version: number;
+      from_version: number;
+      reason: string;
+    }>(
+      `SELECT function_name AS function, version, from_version, reason FROM pins WHERE project_id = $1
+        ORDER BY function_name`,
+      [input.projectId],
+    );
 
-    let generation: number | null = null;
-    if (input.plan.changes.length > 0) {
-      const [row] = await tx.query<{ id: number }>(
-        "INSERT INTO outbox (project_id, kind, payload) VALUES ($1, 'desired_state', $2) RETURNING id",
-        [
-          input.projectId,
-          JSON.stringify({ reconciliation_id: input.reconciliationId, changes: input.plan.changes.length }),
-        ],
-      );
-      generation = Number(row!.id);
-      // Every replica LISTENs on this channel (one per schema); it is delivered at commit.
-      await tx.query("SELECT pg_notify($1 || '_' || current_schema(), $2)", [
-        DESIRED_STATE_CHANNEL,
-        String(generation),
-      ]);
-    }
+    const generation =
+      input.plan.changes.length > 0
+        ? await bumpGeneration(tx, input.projectId, {
+            reconciliation_id: input.reconciliationId,
+            changes: input.plan.changes.length,
+          })
+        : null;
     await tx.query(
       `UPDATE reconciliations SET status = 'succeeded', plan = $2, result = $3, finished_at = now(), duration_ms = $4
         WHERE id = $1`,
       [
         input.reconciliationId,
         JSON.stringify(input.plan),
-        JSON.stringify({ ...input.result, generation }),
+        JSON.stringify({
+          ...input.result,
+          generation,
+          ...(pinned.length ? { pinned } : {}),
+          ...(ctx.unpinned.length ? { unpinned: ctx.unpinned } : {}),
+          ...(ctx.rollouts.length ? { rollouts: ctx.rollouts } : {}),
+        }),
         Math.round(input.durationMs),
       ],
     );
@@ -165,12 +177,103 @@ export async function applyPlan(db: Db, input: ApplyInput): Promise<number | nul
   });
 }
 
+/** Inserts one immutable function version row (production or preview). */
+export async function insertFunctionVersion(
+  tx: Queryable,
+  projectId: string,
+  d: DesiredFunctionDetail,
+  b: BuiltArtifact,
+  commitSha: string | null,
+): Promise<void> {
+  await tx.query(
+    `INSERT INTO functions (id, project_id, name, version, runtime, abi, language, entrypoint, artifact_key, sha256,
+           size_bytes, memory_pages, max_execution_ms, max_request_bytes, max_instances, env, capabilities, labels,
+           pop_selector, source_path, source_hash, config_hash, commit_sha)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23)`,
+    [
+      b.functionId,
+      projectId,
+      d.name,
+      b.version,
+      d.runtime,
+      d.abi,
+      d.language,
+      d.entrypoint,
+      b.artifactKey,
+      b.sha256,
+      b.size,
+      d.memoryPages,
+      d.maxExecutionMs,
+      d.maxRequestBytes,
+      d.maxInstances,
+      JSON.stringify(d.env),
+      JSON.stringify(d.capabilities),
+      JSON.stringify(d.labels),
+      d.popSelector,
+      d.sourcePath,
+      d.sourceHash,
+      d.configHash,
+      commitSha,
+    ],
+  );
+}
+
+/**
+ * A push changed (or removed) a function: a pin on it is lifted (Git now says something new,
+ * and the pin's job was to hold until then) and a rollout still running for it stops. Returns
+ * the version the runners were serving before, which a new rollout starts from.
+ */
+async function liftPinAndRollout(
+  ctx: ApplyContext,
+  name: string,
+  why: "changed" | "removed",
+): Promise<{ functionId: string; version: number } | null> {
+  const { tx, input } = ctx;
+  const [pin] = await tx.query<{ function_id: string; version: number; from_version: number }>(
+    "DELETE FROM pins WHERE project_id = $1 AND function_name = $2 RETURNING function_id, version, from_version",
+    [input.projectId, name],
+  );
+  const [running] = await tx.query<{ from_function_id: string; from_version: number; to_version: number }>(
+    `UPDATE rollouts SET status = $3, reason = $4, updated_at = now()
+      WHERE project_id = $1 AND function_name = $2 AND status = 'running'
+      RETURNING from_function_id, from_version, to_version`,
+    [input.projectId, name, why === "changed" ? "superseded" : "abandoned", `a push ${why} the function`],
+  );
+  const base = {
+    actor: input.actor,
+    trigger: input.trigger,
+    commitSha: input.commitSha,
+    projectId: input.projectId,
+    reconciliationId: input.reconciliationId,
+  };
+  if (pin) {
+    const reason = `the push ${why} ${name}, so Git and the runners agree again`;
+    ctx.unpinned.push({ function: name, version: pin.version, reason });
+    await audit(tx, {
+      ...base,
+      objectKind: "function",
+      objectId: name,
+      action: "unpin",
+      before: { pinned_version: pin.version, from_version: pin.from_version },
+      after: { reason },
+    });
+    return { functionId: pin.function_id, version: pin.version };
+  }
+  if (running) return { functionId: running.from_function_id, version: running.from_version };
+  return null;
+}
+
 interface ApplyContext {
   tx: Queryable;
   input: ApplyInput;
+  /** Pins this plan lifted (the push changed the pinned function). */
+  unpinned: { function: string; version: number; reason: string }[];
+  /** Progressive rollouts this plan started. */
+  rollouts: { function: string; from_version: number; to_version: number; waves: number }[];
 }
 
-async function applyChange({ tx, input }: ApplyContext, change: Change): Promise<void> {
+async function applyChange(ctx: ApplyContext, change: Change): Promise<void> {
+  const { tx, input } = ctx;
   const base = {
     actor: input.actor,
     trigger: input.trigger,
@@ -183,37 +286,10 @@ async function applyChange({ tx, input }: ApplyContext, change: Change): Promise
     case "update": {
       const d = input.desired.get(change.name)!;
       const b = input.builds.get(change.name)!;
-      await tx.query(
-        `INSERT INTO functions (id, project_id, name, version, runtime, abi, language, entrypoint, artifact_key, sha256,
-           size_bytes, memory_pages, max_execution_ms, max_request_bytes, max_instances, env, capabilities, labels,
-           pop_selector, source_path, source_hash, config_hash, commit_sha)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23)`,
-        [
-          b.functionId,
-          input.projectId,
-          d.name,
-          b.version,
-          d.runtime,
-          d.abi,
-          d.language,
-          d.entrypoint,
-          b.artifactKey,
-          b.sha256,
-          b.size,
-          d.memoryPages,
-          d.maxExecutionMs,
-          d.maxRequestBytes,
-          d.maxInstances,
-          JSON.stringify(d.env),
-          JSON.stringify(d.capabilities),
-          JSON.stringify(d.labels),
-          d.popSelector,
-          d.sourcePath,
-          d.sourceHash,
-          d.configHash,
-          input.commitSha,
-        ],
-      );
+      await insertFunctionVersion(tx, input.projectId, d, b, input.commitSha);
+      // What the runners serve now: a pinned version, else (mid-rollout) the previous rollout's
+      // starting point, else the active version. A new rollout starts from there.
+      const served = change.action === "update" ? await liftPinAndRollout(ctx, change.name, "changed") : null;
       if (change.action === "update") {
         await tx.query(
           `UPDATE deployments SET active = false, status = 'superseded', updated_at = now()
@@ -244,6 +320,39 @@ async function applyChange({ tx, input }: ApplyContext, change: Change): Promise
           routes: d.routes,
         },
       });
+      if (change.action === "update" && d.rollout) {
+        const from = served ?? { functionId: change.fromFunctionId, version: change.fromVersion };
+        await tx.query(
+          `INSERT INTO rollouts (id, project_id, reconciliation_id, commit_sha, function_name, from_function_id, from_version,
+             to_function_id, to_version, policy, wave, status)
+           VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 'running')`,
+          [
+            input.projectId,
+            input.reconciliationId,
+            input.commitSha,
+            d.name,
+            from.functionId,
+            from.version,
+            b.functionId,
+            b.version,
+            JSON.stringify(d.rollout),
+          ],
+        );
+        ctx.rollouts.push({
+          function: d.name,
+          from_version: from.version,
+          to_version: b.version,
+          waves: d.rollout.waves.length,
+        });
+        await audit(tx, {
+          ...base,
+          objectKind: "rollout",
+          objectId: d.name,
+          action: "start",
+          before: { version: from.version },
+          after: { version: b.version, waves: d.rollout.waves },
+        });
+      }
       return;
     }
     case "routes": {
@@ -260,6 +369,7 @@ async function applyChange({ tx, input }: ApplyContext, change: Change): Promise
       return;
     }
     case "delete": {
+      await liftPinAndRollout(ctx, change.name, "removed");
       await tx.query(
         `UPDATE deployments SET active = false, status = 'removed', updated_at = now()
           WHERE project_id = $1 AND function_name = $2 AND active`,

@@ -9,6 +9,7 @@ import { edgeError } from "../lib/errors.ts";
 import { readBody } from "./body.ts";
 import type { CompiledProject } from "./config.ts";
 import type { Db } from "./db.ts";
+import type { PullRequestPayload } from "./previews.ts";
 import type { Reconciler } from "./reconcile.ts";
 
 interface PushPayload {
@@ -26,6 +27,8 @@ export interface WebhookDeps {
   maxBytes: number;
   /** edgeplane_webhook_deliveries_total{event,result}. */
   deliveries?: { inc(labels: { event: string; result: string }): void };
+  /** Takes verified `pull_request` events (previews.ts); without it they are ignored. */
+  previews?: { accept(project: string, payload: PullRequestPayload): string };
 }
 
 export function createWebhookHandler(deps: WebhookDeps) {
@@ -36,9 +39,10 @@ export function createWebhookHandler(deps: WebhookDeps) {
   const findProject = (repo: PushPayload["repository"]): CompiledProject | undefined =>
     deps.projects.find(
       (p) =>
-        (p.fullName !== null && p.fullName === repo?.full_name) ||
-        (repo?.clone_url !== undefined && p.repo === repo.clone_url) ||
-        (repo?.html_url !== undefined && p.repo === repo.html_url),
+        p.source !== "api" &&
+        ((p.fullName !== null && p.fullName === repo?.full_name) ||
+          (repo?.clone_url !== undefined && p.repo === repo.clone_url) ||
+          (repo?.html_url !== undefined && p.repo === repo.html_url)),
     );
 
   const handler = async (ctx: Context): Promise<void> => {
@@ -92,6 +96,8 @@ export function createWebhookHandler(deps: WebhookDeps) {
     };
 
     if (event === "ping") return done(200, "pong");
+    if (event === "pull_request" && deps.previews)
+      return done(202, deps.previews.accept(project.name, payload as PullRequestPayload));
     if (event !== "push") return done(202, `ignored: event ${event}`);
     if (payload.ref !== `refs/heads/${project.branch}`)
       return done(202, `ignored: ${payload.ref} is not the production branch`);

@@ -8,6 +8,7 @@ import path from "node:path";
 import test from "ava";
 import { createRunner } from "../../edge-runner/index.ts";
 import { createControlPlane } from "../../reconciler/index.ts";
+import { adminToken, bearer } from "../helpers/auth.ts";
 import { DATABASE_URL, freshSchema } from "../helpers/db.ts";
 import { request } from "../helpers/http.ts";
 import { tempDir } from "../helpers/tmp.ts";
@@ -99,7 +100,9 @@ test("e2e (languages): every example function — AssemblyScript, WAT, Rust, C, 
   await writeFile(lib, source.replace("let name = ", "let name: u32 = "));
   const failedId = await cp.reconciler.enqueue("example", { commit: null, trigger: "api", actor: "test" });
   t.is((await cp.reconciler.wait(failedId)).status, "failed");
-  const api = await fetch(`${cp.url}/api/v1/reconciliations/${failedId}`);
+  const api = await fetch(`${cp.url}/api/v1/reconciliations/${failedId}`, {
+    headers: bearer(await adminToken(cp)),
+  });
   const body = (await api.json()) as {
     error: { code: string; message: string; details: { where: string; message: string }[] };
   };

@@ -8,6 +8,7 @@ import path from "node:path";
 import test from "ava";
 import { createRunner } from "../../edge-runner/index.ts";
 import { createControlPlane } from "../../reconciler/index.ts";
+import { adminToken, bearer } from "../helpers/auth.ts";
 import { DATABASE_URL, freshSchema } from "../helpers/db.ts";
 import { createTestRepo } from "../helpers/git.ts";
 import { request } from "../helpers/http.ts";
@@ -106,7 +107,9 @@ test("e2e: push → reconcile → build → gRPC intent → runner serves; updat
     }
     return last;
   };
-  const apiJson = async <T>(p: string): Promise<T> => (await (await fetch(`${cp.url}${p}`)).json()) as T;
+  const token = await adminToken(cp);
+  const apiJson = async <T>(p: string): Promise<T> =>
+    (await (await fetch(`${cp.url}${p}`, { headers: bearer(token) })).json()) as T;
 
   // 1. First push: the function is built, stored, sent to the runner and served.
   await repo.copyIn(path.join(EXAMPLE), "hello");

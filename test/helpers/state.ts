@@ -18,6 +18,7 @@ export const project = (name: string): CompiledProject => ({
   name,
   repo: `/srv/${name}.git`,
   source: "git",
+  domains: [],
   fullName: null,
   branch: "main",
   webhookSecret: null,

@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import path from "node:path";
 import test from "ava";
 import { type ControlPlane, createControlPlane } from "../../reconciler/index.ts";
+import { adminToken, bearer } from "../helpers/auth.ts";
 import { createTestRepo, type TestRepo } from "../helpers/git.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { sendWebhook, pushBody as signedPushBody } from "../helpers/webhook.ts";
@@ -147,11 +148,12 @@ test.serial(
   async (t) => {
     const { cp, repo } = shared;
     const sha = await repo.head();
-    const res = await fetch(`${cp.url}/api/v1/projects/acme/reconcile`, { method: "POST" });
+    const headers = bearer(await adminToken(cp));
+    const res = await fetch(`${cp.url}/api/v1/projects/acme/reconcile`, { method: "POST", headers });
     t.is(res.status, 202);
     const row = await cp.reconciler.wait(((await res.json()) as { reconciliation: string }).reconciliation);
     t.like(row, { status: "succeeded", commit_sha: sha, trigger: "api" });
-    const missing = await fetch(`${cp.url}/api/v1/reconciliations/${randomUUID()}`);
+    const missing = await fetch(`${cp.url}/api/v1/reconciliations/${randomUUID()}`, { headers });
     t.is(missing.status, 404);
     t.like(await missing.json(), { error: { code: "EDGE_ERR_API_NOT_FOUND" } });
     t.is((await fetch(`${cp.url}/nope`)).status, 404);
