@@ -1,6 +1,8 @@
 // edgectl runner: one edge runner, connected to a control plane over gRPC.
 
+import { readFile } from "node:fs/promises";
 import path from "node:path";
+import type { RunnerOptions } from "../edge-runner/index.ts";
 import type { Command } from "./args.ts";
 import { UsageError } from "./exit.ts";
 import { onShutdown } from "./shutdown.ts";
@@ -12,6 +14,11 @@ export const runner: Command = {
   description: `With --tls-dir the runner presents runner-<node id>.{crt,key} and trusts ca.crt, as
 \`edgectl certs init\` names them. Without --control it serves only what its cache holds.`,
   options: {
+    config: {
+      type: "string",
+      arg: "FILE",
+      help: "YAML file of runner options (docs/configuration.md: heartbeatInterval, limits, …); flags override it",
+    },
     control: { type: "string", arg: "HOST:PORT", help: "the control plane's gRPC address" },
     "node-id": { type: "string", arg: "ID", help: "this node's id (required)" },
     pop: { type: "string", arg: "POP", help: "the POP this node is in (required)" },
@@ -39,10 +46,14 @@ export const runner: Command = {
     const control = args.string("control");
     const tlsDir = args.string("tls-dir");
     const { createRunner } = await import("../edge-runner/index.ts");
+    const config = args.string("config");
+    const { parse: parseYaml } = await import("yaml");
+    const fromFile: Partial<RunnerOptions> = config ? (parseYaml(await readFile(config, "utf8")) ?? {}) : {};
     const node = createRunner({
+      ...fromFile,
       nodeId,
       pop,
-      labels,
+      labels: { ...fromFile.labels, ...labels },
       httpHost: args.string("host")!,
       httpPort: Number(args.string("port")),
       metricsPort: Number(args.string("metrics-port")),
