@@ -6,14 +6,13 @@
 import path from "node:path";
 import test from "ava";
 import { simpleGit } from "simple-git";
-import { type ControlPlane, createControlPlane } from "../../reconciler/index.ts";
-import { adminToken, bearer } from "../helpers/auth.ts";
-import { DATABASE_URL, freshSchema } from "../helpers/db.ts";
-import { createTestRepo, type TestRepo } from "../helpers/git.ts";
+import type { ControlPlane } from "../../reconciler/index.ts";
+import { bearer } from "../helpers/auth.ts";
+import type { TestRepo } from "../helpers/git.ts";
 import { request } from "../helpers/http.ts";
-import { type Recorder, startRecorder } from "../helpers/recorder.ts";
-import { startTestRunner, type TestRunner } from "../helpers/runner.ts";
-import { tempDir } from "../helpers/tmp.ts";
+import type { Recorder } from "../helpers/recorder.ts";
+import type { startTestRunner, TestRunner } from "../helpers/runner.ts";
+import { startStack } from "../helpers/stack.ts";
 import { pushCommit, sendWebhook } from "../helpers/webhook.ts";
 
 const SECRET = "preview-secret";
@@ -51,49 +50,19 @@ interface World {
 }
 
 async function world(t: Parameters<typeof startTestRunner>[0]): Promise<World> {
-  const tmp = await tempDir();
-  const { schema, drop } = await freshSchema();
-  const rec = await startRecorder();
-  rec.reply = (c) =>
+  const stack = await startStack(t, SECRET);
+  stack.rec.reply = (c) =>
     c.method === "POST" && c.path.endsWith("/comments") ? JSON.stringify({ id: COMMENT_ID }) : "{}";
-  const repo = await createTestRepo(tmp.dir);
-  await repo.copyIn(path.resolve("example-repo/hello"), "hello");
-  const cp = await createControlPlane({
-    dataDir: path.join(tmp.dir, "cp"),
-    databaseUrl: DATABASE_URL,
-    databaseSchema: schema,
-    httpPort: 0,
-    grpcPort: 0,
-    pollInterval: "0",
-    adminTokenFile: false,
-    github: { apiBase: `${rec.url}/github`, token: "gh-token" },
-    statusRetry: { attempts: 2, minDelay: "20ms", maxDelay: "50ms" },
-    projects: [{ name: "acme", repo: repo.origin, fullName: "acme/site", webhookSecret: SECRET }],
-  });
-  await cp.start();
   const runners: Record<string, TestRunner> = {};
   for (const [pop, tier] of [
     ["tokyo-1", "edge"],
     ["osaka-1", "edge"],
     ["frankfurt-1", "core"],
   ] as const) {
-    runners[pop] = await startTestRunner(t, {
-      nodeId: `${pop}-a`,
-      pop,
-      labels: { tier },
-      control: { address: `127.0.0.1:${cp.grpcPort}`, insecure: true },
-      reconnectMinDelay: "50ms",
-      heartbeatInterval: "100ms",
-    });
+    runners[pop] = await stack.runner(pop, { tier });
   }
-  while (cp.control.connected().length < 3) await new Promise((r) => setTimeout(r, 20));
-  t.teardown(async () => {
-    await cp.stop();
-    await rec.close();
-    await drop();
-    await tmp.remove();
-  });
-  return { cp, repo, rec, runners, token: await adminToken(cp) };
+  await stack.connected(3);
+  return { cp: stack.cp, repo: stack.repo, rec: stack.rec, runners, token: stack.token };
 }
 
 /** Commits on a PR branch and publishes it the way GitHub does (refs/pull/N/head). */

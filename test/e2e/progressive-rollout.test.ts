@@ -2,16 +2,10 @@
 // runners (a canary POP and a regular one) reporting per-function counters in heartbeats every
 // 100 ms, and a local server standing in for GitHub's commit-status API.
 
-import path from "node:path";
 import test from "ava";
-import { createControlPlane } from "../../reconciler/index.ts";
-import { adminToken, bearer } from "../helpers/auth.ts";
-import { DATABASE_URL, freshSchema } from "../helpers/db.ts";
-import { createTestRepo } from "../helpers/git.ts";
+import { bearer } from "../helpers/auth.ts";
 import { request } from "../helpers/http.ts";
-import { startRecorder } from "../helpers/recorder.ts";
-import { startTestRunner } from "../helpers/runner.ts";
-import { tempDir } from "../helpers/tmp.ts";
+import { startStack } from "../helpers/stack.ts";
 import { pushCommit } from "../helpers/webhook.ts";
 
 const SECRET = "rollout-secret";
@@ -42,43 +36,10 @@ export function edge_handle(): i32 {
 `;
 
 test("progressive rollout: a canary answering 5xx stops the rollout and rolls the canary back; the next POP never gets the bad version", async (t) => {
-  const tmp = await tempDir();
-  const { schema, drop } = await freshSchema();
-  const rec = await startRecorder();
-  const repo = await createTestRepo(tmp.dir);
-  await repo.copyIn(path.resolve("example-repo/hello"), "hello");
-  const cp = await createControlPlane({
-    dataDir: path.join(tmp.dir, "cp"),
-    databaseUrl: DATABASE_URL,
-    databaseSchema: schema,
-    httpPort: 0,
-    grpcPort: 0,
-    pollInterval: "0",
-    adminTokenFile: false,
-    github: { apiBase: `${rec.url}/github` },
-    statusRetry: { attempts: 2, minDelay: "20ms", maxDelay: "50ms" },
-    projects: [{ name: "acme", repo: repo.origin, fullName: "acme/site", webhookSecret: SECRET }],
-  });
-  await cp.start();
-  t.teardown(async () => {
-    await cp.stop();
-    await rec.close();
-    await drop();
-    await tmp.remove();
-  });
-  const runner = (pop: string, labels: Record<string, string>) =>
-    startTestRunner(t, {
-      nodeId: `${pop}-a`,
-      pop,
-      labels,
-      control: { address: `127.0.0.1:${cp.grpcPort}`, insecure: true },
-      reconnectMinDelay: "50ms",
-      heartbeatInterval: "100ms",
-    });
+  const { cp, repo, rec, token, runner, connected } = await startStack(t, SECRET);
   const canary = await runner("canary-1", { canary: "true" });
   const tokyo = await runner("tokyo-1", {});
-  while (cp.control.connected().length < 2) await new Promise((r) => setTimeout(r, 20));
-  const token = await adminToken(cp);
+  await connected(2);
   const get = async (port: number) => {
     const r = await request(port, "hello.acme.test", "/");
     return `${r.status} ${r.text}`;

@@ -2,16 +2,8 @@
 // gRPC. A rollback pins an older immutable version (no rebuild), a push that leaves the
 // function alone keeps the pin and says so, a push that changes it lifts the pin and says so.
 
-import path from "node:path";
 import test from "ava";
-import { createControlPlane } from "../../reconciler/index.ts";
-import { adminToken, bearer } from "../helpers/auth.ts";
-import { DATABASE_URL, freshSchema } from "../helpers/db.ts";
-import { createTestRepo } from "../helpers/git.ts";
-import { request } from "../helpers/http.ts";
-import { startRecorder } from "../helpers/recorder.ts";
-import { startTestRunner } from "../helpers/runner.ts";
-import { tempDir } from "../helpers/tmp.ts";
+import { servedBy, startStack } from "../helpers/stack.ts";
 import { pushCommit } from "../helpers/webhook.ts";
 
 const SECRET = "rollback-secret";
@@ -37,57 +29,17 @@ export function edge_handle(): i32 {
 `;
 
 test("rollback: pins the previous version without a rebuild, survives unrelated pushes, and is lifted by a push changing the function", async (t) => {
-  const tmp = await tempDir();
-  const { schema, drop } = await freshSchema();
-  const rec = await startRecorder();
-  const repo = await createTestRepo(tmp.dir);
-  await repo.copyIn(path.resolve("example-repo/hello"), "hello");
-  const cp = await createControlPlane({
-    dataDir: path.join(tmp.dir, "cp"),
-    databaseUrl: DATABASE_URL,
-    databaseSchema: schema,
-    httpPort: 0,
-    grpcPort: 0,
-    pollInterval: "0",
-    adminTokenFile: false,
-    github: { apiBase: `${rec.url}/github` },
-    statusRetry: { attempts: 2, minDelay: "20ms", maxDelay: "50ms" },
-    projects: [{ name: "acme", repo: repo.origin, fullName: "acme/site", webhookSecret: SECRET }],
-  });
-  await cp.start();
-  t.teardown(async () => {
-    await cp.stop();
-    await rec.close();
-    await drop();
-    await tmp.remove();
-  });
-  const { port } = await startTestRunner(t, {
-    nodeId: "tokyo-1-a",
-    pop: "tokyo-1",
-    control: { address: `127.0.0.1:${cp.grpcPort}`, insecure: true },
-    reconnectMinDelay: "50ms",
-    heartbeatInterval: "100ms",
-  });
-  const token = await adminToken(cp);
+  const { cp, repo, rec, api: call, runner } = await startStack(t, SECRET);
+  const { port } = await runner("tokyo-1");
   const api = async (method: string, p: string, body?: unknown) => {
-    const res = await fetch(`${cp.url}${p}`, {
-      method,
-      headers: { ...bearer(token), "content-type": "application/json" },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
+    const res = await call(method, p, body);
     return {
       status: res.status,
       body: (await res.json()) as Record<string, unknown> & { error?: { code: string } },
     };
   };
-  const served = async (expect: string) => {
-    let text = "";
-    for (let i = 0; i < 300 && text !== expect; i++) {
-      text = (await request(port, "hello.acme.test", "/")).text;
-      if (text !== expect) await new Promise((r) => setTimeout(r, 20));
-    }
-    return text;
-  };
+  const served = async (expect: string) =>
+    (await servedBy(port, "hello.acme.test", `200 ${expect}`)).replace(/^\d+ /, "");
   const reconcile = async (sha: string) => {
     const row = await cp.reconciler.wait(await pushCommit(cp.url, sha, "acme/site", SECRET));
     await cp.settled();
