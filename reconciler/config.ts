@@ -73,8 +73,21 @@ export interface ControlPlaneOptions {
   ackTimeout?: string | number;
   /** A runner without a heartbeat for this long is offline and gets no intents. Default "2m". */
   offlineAfter?: string | number;
+  /**
+   * How long a replica's lease on a project lasts without renewal (renewed every third of it while
+   * it reconciles). A replica that dies mid-reconcile leaves its reconcile "running"; once the
+   * lease has expired, a replica (or the restarted one) queues it again. Default "60s".
+   */
+  reconcileLease?: string | number;
   /** A pull-request preview nobody pushed to for this long is torn down. Default "7d". */
   previewTtl?: string | number;
+  /** The clock preview expiry reads (default: the database's). A seam for tests. */
+  previewClock?: () => Date;
+  /**
+   * How long a replica's lease on a progressive rollout lasts without renewal (renewed while it
+   * bakes). A rollout whose replica died is resumed by another once it expired. Default "60s".
+   */
+  rolloutLease?: string | number;
   /** GitHub commit statuses. Without apiBase none are posted. */
   github?: { apiBase?: string; token?: string };
   /** Retries of status deliveries (commit statuses, notifications): attempts and the doubling delay. */
@@ -129,7 +142,10 @@ export interface CompiledControlPlaneOptions {
   pollIntervalMs: number;
   ackTimeoutMs: number;
   offlineAfterMs: number;
+  reconcileLeaseMs: number;
   previewTtlMs: number;
+  previewClock: (() => Date) | null;
+  rolloutLeaseMs: number;
   github: { apiBase: string; token: string | null } | null;
   statusRetry: { attempts: number; minDelayMs: number; maxDelayMs: number };
   builder: BuilderOptions;
@@ -210,7 +226,10 @@ export function compileControlPlaneOptions(o: ControlPlaneOptions): CompiledCont
     pollIntervalMs: parseDuration(o.pollInterval ?? "5m", "pollInterval"),
     ackTimeoutMs: parseDuration(o.ackTimeout ?? "30s", "ackTimeout"),
     offlineAfterMs: parseDuration(o.offlineAfter ?? "2m", "offlineAfter"),
+    reconcileLeaseMs: parseDuration(o.reconcileLease ?? "60s", "reconcileLease"),
     previewTtlMs: parseDuration(o.previewTtl ?? "7d", "previewTtl"),
+    previewClock: o.previewClock ?? null,
+    rolloutLeaseMs: parseDuration(o.rolloutLease ?? "60s", "rolloutLease"),
     github: o.github?.apiBase ? { apiBase: o.github.apiBase, token: o.github.token ?? null } : null,
     statusRetry: {
       attempts: o.statusRetry?.attempts ?? 5,

@@ -90,6 +90,7 @@ export async function createControlPlane(
     log,
     control,
     ackTimeoutMs: o.ackTimeoutMs,
+    leaseMs: o.rolloutLeaseMs,
     commitStatus: (r, context, state, description, reconciliationId) => {
       const target = [...targets.values()].find((t) => t.projectId === r.project_id);
       if (target) status.commitStatus(target, reconciliationId, r.commit_sha, context, state, description);
@@ -104,6 +105,7 @@ export async function createControlPlane(
     control,
     ackTimeoutMs: o.ackTimeoutMs,
     ttlMs: o.previewTtlMs,
+    ...(o.previewClock ? { now: o.previewClock } : {}),
     dataDir: o.dataDir,
     target: (project) => targets.get(project)!,
   });
@@ -236,6 +238,7 @@ export async function createControlPlane(
     store,
     log,
     builder: o.builder,
+    leaseTtlMs: o.reconcileLeaseMs,
     hooks: {
       started: (r) =>
         status.commitStatus(
@@ -331,7 +334,13 @@ export async function createControlPlane(
       const [{ schema }] = (await db.query<{ schema: string }>("SELECT current_schema() AS schema")) as [
         { schema: string },
       ];
-      unlisten = await db.listen(`${DESIRED_STATE_CHANNEL}_${schema}`, () => void control.broadcast());
+      // After a dropped listener connection is back, broadcast once: a generation committed
+      // while it was down sent a notification nobody heard.
+      unlisten = await db.listen(
+        `${DESIRED_STATE_CHANNEL}_${schema}`,
+        () => void control.broadcast(),
+        () => void control.broadcast(),
+      );
       let seen = await currentGeneration(db);
       generationPoll = setInterval(() => {
         void currentGeneration(db)
@@ -344,8 +353,11 @@ export async function createControlPlane(
           .catch(() => {});
       }, 2_000);
       generationPoll.unref();
+      reconciler.start();
       poller.start();
       previews.start();
+      // Running rollouts whose replica stopped or died are resumed here (and periodically).
+      progressive.start();
       log.info(
         {
           http: cp.url,

@@ -90,6 +90,11 @@ export interface PreviewDeps {
   target(project: string): StatusTarget;
   /** How often expired previews are swept. Default min(ttl / 2, 60 s). */
   sweepIntervalMs?: number;
+  /**
+   * The clock of preview expiry (a push sets expires_at = now() + ttl; expire() tears down those
+   * with expires_at <= now()). Default: the database's clock. A seam for tests.
+   */
+  now?: () => Date;
 }
 
 interface Job {
@@ -233,6 +238,7 @@ export class PreviewManager {
   /** Tears down previews whose TTL has passed; returns how many. */
   async expire(): Promise<number> {
     const { db } = this.deps;
+    const at = this.deps.now?.() ?? null;
     return db.transaction(async (tx) => {
       const rows = await tx.query<{
         project_id: string;
@@ -242,8 +248,9 @@ export class PreviewManager {
         head_sha: string;
       }>(
         `UPDATE previews SET status = 'expired', updated_at = now()
-          WHERE status = 'active' AND expires_at <= now()
+          WHERE status = 'active' AND expires_at <= coalesce($1::timestamptz, now())
           RETURNING project_id, pr, function_name, version, head_sha`,
+        [at],
       );
       for (const r of rows) {
         await audit(tx, {
@@ -447,13 +454,14 @@ export class PreviewManager {
             d.popSelector,
             JSON.stringify(pops),
             this.deps.ttlMs,
+            this.deps.now?.() ?? null,
           ];
           const old = existing.find((e) => e.function_name === d.name);
           if (old) {
             await tx.query(
               `UPDATE previews SET head_sha = $3, head_repo = $4, fork = $5, function_id = $7, version = $8, domain = $9,
                  preview_selector = $10, pop_selector = $11, pops = $12, updated_at = now(),
-                 expires_at = now() + $13 * interval '1 millisecond'
+                 expires_at = coalesce($14::timestamptz, now()) + $13 * interval '1 millisecond'
                WHERE project_id = $1 AND pr = $2 AND function_name = $6 AND status = 'active'`,
               values,
             );
@@ -462,7 +470,7 @@ export class PreviewManager {
               `INSERT INTO previews (id, project_id, pr, head_sha, head_repo, fork, function_name, function_id, version, domain,
                  preview_selector, pop_selector, pops, status, expires_at)
                VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'active',
-                 now() + $13 * interval '1 millisecond')`,
+                 coalesce($14::timestamptz, now()) + $13 * interval '1 millisecond')`,
               values,
             );
           }

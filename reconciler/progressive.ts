@@ -9,6 +9,7 @@
 // state from it (a node matching waves 0..wave gets the new version, others the previous one),
 // so every wave change is one outbox row like any other change of desired state.
 
+import { randomUUID } from "node:crypto";
 import type { Logger } from "../lib/log.ts";
 import { parseDuration } from "../lib/units.ts";
 import type { Rollout } from "../schema/index.ts";
@@ -91,6 +92,9 @@ export interface RolloutRow {
   wave: number;
   status: "running" | "succeeded" | "rolled_back" | "superseded" | "abandoned";
   reason: string | null;
+  lease_holder?: string | null;
+  bake_started_at?: string | Date | null;
+  bake_baseline?: { requests: number; errors: number } | null;
 }
 
 export interface RolloutEnd {
@@ -114,6 +118,13 @@ export interface ProgressiveDeps {
   ): void;
   /** How often the counters are read during a bake. Default 100 ms. */
   pollMs?: number;
+  /**
+   * How long this replica's lease on a rollout lasts without renewal (it is renewed while the
+   * rollout bakes); a running rollout whose lease has expired is resumed by any replica. Default 60 s.
+   */
+  leaseMs?: number;
+  /** How often running rollouts nobody drives are looked for. Default a third of leaseMs. */
+  resumeIntervalMs?: number;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -132,15 +143,75 @@ async function onlineNodes(db: Db): Promise<NodeRow[]> {
 }
 
 /**
- * Drives the running rollouts of a project wave by wave. One driver per rollout row, in this
- * replica; a replica that stops leaves its rollouts at their current wave (never further), and
- * the next push or a rollback settles them.
+ * Drives the running rollouts wave by wave. One driver per rollout row, on the replica holding
+ * the row's lease (rollouts.lease_holder, renewed while it bakes). A replica that stops releases
+ * its leases (a crashed one's expire); any replica then resumes the rollout from the wave and
+ * bake start stored in the row, at start() and every resumeIntervalMs.
  */
 export class ProgressiveRollouts {
   private readonly running = new Set<Promise<void>>();
+  /** Rollout ids this replica is driving now. */
+  private readonly driving = new Set<string>();
   private stopped = false;
+  private resumer: NodeJS.Timeout | null = null;
+  /** This replica's name in rollouts.lease_holder. */
+  readonly holder = `progressive-${randomUUID()}`;
 
   constructor(private readonly deps: ProgressiveDeps) {}
+
+  private get leaseMs(): number {
+    return this.deps.leaseMs ?? 60_000;
+  }
+
+  /** Resumes running rollouts nobody drives, now and periodically. */
+  start(): void {
+    const sweep = () =>
+      void this.resume().catch((err) => this.deps.log.warn({ err }, "rollout resume failed"));
+    sweep();
+    this.resumer = setInterval(sweep, this.deps.resumeIntervalMs ?? Math.max(100, this.leaseMs / 3));
+    this.resumer.unref();
+  }
+
+  /**
+   * Picks up every running rollout whose lease was released or has expired (its replica stopped
+   * or crashed), or that nobody leased within a lease period of its creation (the replica that
+   * ran the reconcile died before starting its driver), and drives it from its stored wave;
+   * returns the ids it took. When a resumed rollout
+   * ends, the commit's overall `edgeplane` status says so (the replica that started it is gone).
+   */
+  async resume(): Promise<string[]> {
+    if (this.stopped) return [];
+    const rows = await this.deps.db.query<RolloutRow>(
+      `SELECT * FROM rollouts WHERE status = 'running'
+         AND ((lease_holder IS NOT NULL AND lease_expires_at < now())
+           OR (lease_holder IS NULL AND created_at < now() - $1 * interval '1 millisecond'))
+       ORDER BY created_at`,
+      [this.leaseMs],
+    );
+    const taken: string[] = [];
+    for (const r of rows) {
+      if (this.driving.has(r.id)) continue;
+      taken.push(r.id);
+      this.deps.log.info({ rollout: r.id, function: r.function_name, wave: r.wave }, "resuming rollout");
+      const p = this.drive(r).then(async (end) => {
+        if (end.status === "stopped") return;
+        const rid = r.reconciliation_id ?? r.id;
+        if (end.status === "rolled_back") {
+          this.deps.commitStatus(
+            r,
+            "edgeplane",
+            "failure",
+            `${end.function} rolled back: ${end.reason}`,
+            rid,
+          );
+        } else if ((await this.runningFor(rid)) === 0) {
+          this.deps.commitStatus(r, "edgeplane", "success", `${end.function} healthy in every wave`, rid);
+        }
+      });
+      this.track(p);
+    }
+    return taken;
+  }
 
   /** How many rollouts a reconciliation started that are still running. */
   async runningFor(reconciliationId: string): Promise<number> {
@@ -178,7 +249,28 @@ export class ProgressiveRollouts {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.resumer) clearInterval(this.resumer);
     await this.settled();
+  }
+
+  /** Takes (or renews) the lease on a running rollout; the row as it is now, or null. */
+  private async lease(id: string): Promise<RolloutRow | null> {
+    const [row] = await this.deps.db.query<RolloutRow>(
+      `UPDATE rollouts SET lease_holder = $2, lease_expires_at = now() + $3 * interval '1 millisecond'
+        WHERE id = $1 AND status = 'running'
+          AND (lease_holder IS NULL OR lease_holder = $2 OR lease_expires_at IS NULL OR lease_expires_at < now())
+        RETURNING *`,
+      [id, this.holder, this.leaseMs],
+    );
+    return row ?? null;
+  }
+
+  private async release(id: string): Promise<void> {
+    await this.deps.db.query(
+      // Expired at once (the holder stays, so resume() knows it was driven and may be taken now).
+      "UPDATE rollouts SET lease_expires_at = now() - interval '1 millisecond' WHERE id = $1 AND lease_holder = $2",
+      [id, this.holder],
+    );
   }
 
   private track(p: Promise<void>): void {
@@ -192,13 +284,35 @@ export class ProgressiveRollouts {
     return row ?? null;
   }
 
+  /** Drives a rollout while holding its lease; "stopped" when another replica holds it. */
   private async drive(r: RolloutRow): Promise<RolloutEnd> {
+    if (this.driving.has(r.id) || this.stopped)
+      return { function: r.function_name, status: "stopped", reason: null };
+    this.driving.add(r.id);
+    try {
+      const leased = await this.lease(r.id);
+      if (!leased)
+        return { function: r.function_name, status: "stopped", reason: "driven by another replica" };
+      return await this.driveLeased(leased);
+    } finally {
+      this.driving.delete(r.id);
+      await this.release(r.id).catch((err) =>
+        this.deps.log.warn({ err, rollout: r.id }, "lease release failed"),
+      );
+    }
+  }
+
+  private async driveLeased(r: RolloutRow): Promise<RolloutEnd> {
     const stopped: RolloutEnd = { function: r.function_name, status: "stopped", reason: null };
     const { db, log } = this.deps;
     const rid = r.reconciliation_id ?? r.id;
     const label = `${r.function_name} v${r.from_version} → v${r.to_version}`;
     const waves = r.policy.waves;
     const reached = new Set<string>(); // POPs already on the new version
+    // Resumed mid-rollout: the POPs of the waves already passed were reported then.
+    for (const n of await onlineNodes(db)) {
+      if (waves.slice(0, r.wave).some((w) => inWave(w.pops, n.labels))) reached.add(n.pop);
+    }
     for (let wave = r.wave; wave < waves.length; wave++) {
       if (this.stopped) return stopped;
       const now = await this.current(r.id);
@@ -208,7 +322,8 @@ export class ProgressiveRollouts {
         await db.transaction(async (tx) => {
           await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [r.project_id]);
           await tx.query(
-            "UPDATE rollouts SET wave = $2, updated_at = now() WHERE id = $1 AND status = 'running'",
+            `UPDATE rollouts SET wave = $2, bake_started_at = NULL, bake_baseline = NULL, updated_at = now()
+              WHERE id = $1 AND status = 'running'`,
             [r.id, wave],
           );
           await audit(tx, {
@@ -250,11 +365,27 @@ export class ProgressiveRollouts {
         waveNodes.map((n) => ({ id: n.id, pop: n.pop })),
         { record: false },
       );
-      // Bake: counters of the new version on every node that has it, from now on.
+      // Bake: counters of the new version on every node that has it, from the bake's start. The
+      // start and the counters then are stored in the row (once), so a replica resuming the
+      // rollout bakes only what is left, in database time.
       const ids = nodes.map((n) => n.id);
-      const baseline = await this.stats(r.to_function_id, ids);
-      const deadline = Date.now() + waves[wave]!.bakeMs;
+      const fresh = await this.stats(r.to_function_id, ids);
+      const [bake] = await db.query<{ baseline: { requests: number; errors: number } | null; left: number }>(
+        `UPDATE rollouts SET bake_started_at = coalesce(bake_started_at, now()),
+           bake_baseline = coalesce(bake_baseline, $2::jsonb)
+         WHERE id = $1
+         RETURNING bake_baseline AS baseline,
+           greatest(0, extract(epoch FROM (coalesce(bake_started_at, now()) + $3 * interval '1 millisecond' - now())) * 1000)::float8 AS left`,
+        [r.id, JSON.stringify({ requests: fresh.requests, errors: fresh.errors }), waves[wave]!.bakeMs],
+      );
+      const baseline: WaveStats = {
+        requests: Number(bake?.baseline?.requests ?? fresh.requests),
+        errors: Number(bake?.baseline?.errors ?? fresh.errors),
+        p99Ms: null,
+      };
+      const deadline = Date.now() + Number(bake?.left ?? waves[wave]!.bakeMs);
       let breach: string | null = null;
+      let renewed = Date.now();
       for (;;) {
         const s = await this.stats(r.to_function_id, ids, baseline);
         breach = judgeWave(r.policy, s);
@@ -262,6 +393,11 @@ export class ProgressiveRollouts {
         const latest = await this.current(r.id);
         if (latest?.status !== "running")
           return { ...stopped, reason: `rollout ${latest?.status ?? "gone"}` };
+        if (latest.lease_holder !== this.holder) return { ...stopped, reason: "driven by another replica" };
+        if (Date.now() - renewed > this.leaseMs / 3) {
+          if (!(await this.lease(r.id))) return { ...stopped, reason: "lease lost" };
+          renewed = Date.now();
+        }
         await sleep(Math.min(this.deps.pollMs ?? 100, Math.max(1, deadline - Date.now())));
       }
       if (this.stopped && !breach) return stopped;
