@@ -227,11 +227,23 @@ export async function addRoute(db: Db, who: Principal, input: NewRoute) {
         `function ${input.function} of project ${project.name} has no deployed version (POST /api/v1/functions/:id/deploy first)`,
       );
     }
-    const [other] = await tx.query<{ name: string }>(
-      "SELECT p.name FROM routes r JOIN projects p ON p.id = r.project_id WHERE r.host = $1 AND r.project_id <> $2 LIMIT 1",
+    // The same rule as a Git project's apply (state.ts): a host, or a wildcard covering it or
+    // covered by it, belongs to one project.
+    const [other] = await tx.query<{ host: string }>(
+      `SELECT o.host FROM routes o
+        WHERE o.project_id <> $2 AND (
+              o.host = $1::text
+           OR ($1::text LIKE '*.%' AND right(o.host, length($1::text) - 1) = substr($1::text, 2))
+           OR (o.host LIKE '*.%' AND right($1::text, length(o.host) - 1) = substr(o.host, 2)))
+        LIMIT 1`,
       [host, project.id],
     );
-    if (other) throw edgeError("EDGE_ERR_API_CONFLICT", `host ${host} is routed by another project`);
+    if (other) {
+      throw edgeError(
+        "EDGE_ERR_API_CONFLICT",
+        `host ${host} ${other.host === host ? "is" : `overlaps ${other.host}, which is`} routed by another project`,
+      );
+    }
     const [same] = await tx.query<{ function_name: string }>(
       "SELECT function_name FROM routes WHERE host = $1 AND path = $2 AND methods = $3 AND priority = $4",
       [host, input.path, methods, input.priority],

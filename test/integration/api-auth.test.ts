@@ -64,6 +64,8 @@ test.before(async () => {
         { name: "alpha", repo: alphaDir, source: "directory" },
         { name: "beta", source: "api", domains: ["beta.test"] },
         { name: "gamma", source: "api", domains: ["gamma.test"] },
+        // delta may route under beta.test too: only the routes already taken stop it.
+        { name: "delta", source: "api", domains: ["beta.test"] },
       ],
     },
     quietLogger,
@@ -323,7 +325,7 @@ test.serial("api auth: a project token sees only its own project in every list",
   const admin = await lists("admin");
   t.deepEqual(alpha.projects, ["alpha"]);
   t.deepEqual(beta.projects, ["beta"]);
-  t.deepEqual(admin.projects, ["alpha", "beta", "gamma"]);
+  t.deepEqual(admin.projects, ["alpha", "beta", "delta", "gamma"]);
   for (const [name, values] of Object.entries(alpha))
     t.true(
       values.every((v) => v === "alpha"),
@@ -343,7 +345,6 @@ test.serial("api auth: a project token sees only its own project in every list",
 test.serial(
   "api: an api project's upload, deploy and route reach a runner; audit rows name the token",
   async (t) => {
-    const { cp } = s;
     const upload = async (text: string) => {
       const res = await api("POST", "/api/v1/functions", "beta", {
         project: "beta",
@@ -441,7 +442,29 @@ test.serial(
     });
     t.is(dup.status, 409);
     t.like(await dup.json(), { error: { code: "EDGE_ERR_API_CONFLICT" } });
-    t.is(cp.options.projects.length, 3);
+    // A wildcard over a host another project routes would take its traffic: refused too.
+    const d = (await (
+      await api("POST", "/api/v1/functions?project=delta&name=d", "admin", await hello("d"), "wasm")
+    ).json()) as { id: string };
+    await api("POST", `/api/v1/functions/${d.id}/deploy`, "admin");
+    const wildcard = await api("POST", "/api/v1/routes", "admin", {
+      project: "delta",
+      function: "d",
+      host: "*.beta.test",
+      path: "/",
+    });
+    t.is(wildcard.status, 409);
+    t.regex(
+      ((await wildcard.json()) as { error: { message: string } }).error.message,
+      /overlaps .*beta\.test/,
+    );
+    const free = await api("POST", "/api/v1/routes", "admin", {
+      project: "delta",
+      function: "d",
+      host: "d.beta.test",
+      path: "/",
+    });
+    t.is(free.status, 201);
   },
 );
 
