@@ -51,7 +51,10 @@ export class S3ArtifactStore implements ArtifactStore {
         credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey! },
       }),
       // Few retries and short timeouts: a store that is down should fail a build in seconds,
-      // not leave it hanging for minutes.
+      // not leave it hanging for minutes. Bound per S3 call: 3 tries, each at most 2 s to
+      // connect and 10 s for the response, with the SDK's jittered backoff between them (≤ 0.2
+      // then 0.4 s): a refused connection fails within ~0.6 s, a black hole within ~37 s. A
+      // put() is two calls (HEAD, then PUT), so at most ~75 s. See docs/RELIABILITY.md.
       maxAttempts: 3,
       requestHandler: { connectionTimeout: 2000, requestTimeout: 10000 },
     });
@@ -167,7 +170,7 @@ interface SdkError {
   code?: string;
   message?: string;
   errors?: unknown[];
-  $metadata?: { httpStatusCode?: number };
+  $metadata?: { httpStatusCode?: number; attempts?: number };
 }
 
 function statusOf(err: unknown): number | undefined {
@@ -190,8 +193,17 @@ const NETWORK_CODES: Record<string, string> = {
   EHOSTUNREACH: "host unreachable",
 };
 
-/** One line saying what failed: the network condition, or the S3 error code and HTTP status; never a stack. */
+/**
+ * One line saying what failed: the network condition, or the S3 error code and HTTP status, and
+ * how many tries the SDK made (its retries are bounded by maxAttempts above); never a stack.
+ */
 function describe(err: unknown): string {
+  const attempts = (err as SdkError | undefined)?.$metadata?.attempts;
+  const cause = describeCause(err);
+  return attempts && attempts > 1 ? `${cause}, after ${attempts} tries` : cause;
+}
+
+function describeCause(err: unknown): string {
   const e = (err ?? {}) as SdkError;
   if (e.code && NETWORK_CODES[e.code]) return `${NETWORK_CODES[e.code]} (${e.code})`;
   if (e.name === "TimeoutError") return `timed out (${e.message ?? "no response"})`;

@@ -6,8 +6,11 @@
 
 import { edgeError } from "../lib/errors.ts";
 import type { Abi } from "../schema/index.ts";
-import { exportedFunctionTypes, type FuncType, formatFuncType } from "./binary.ts";
+import { exportedFunctionTypes, type FuncType, formatFuncType, sections } from "./binary.ts";
 import { type MemoryInfo, readMemories } from "./memory.ts";
+
+/** The start section's id (WebAssembly spec §5.5.10). */
+const SECTION_START = 8;
 
 const EDGE_V1_IMPORTS = new Set(["request_len", "request_read", "response_write", "log"]);
 
@@ -119,6 +122,15 @@ export function validateModule(
     throw edgeError("EDGE_ERR_BUILD_INVALID_MODULE", `the output is not a valid WebAssembly module${reason}`);
   }
   if (problems.length > 0) throw invalid(problems);
+
+  // A start function runs while the module is instantiated, before any entry point and outside
+  // the ABI: a runner would run it at warm-up, and an endless one would only fail there, after
+  // the commit was accepted. Both lanes have their own place for initialisation.
+  if (sections(bytes).some((s) => s.id === SECTION_START)) {
+    problems.push(
+      "has a start function (start section), which runs during instantiation; initialise in an exported _initialize (edge-v1) or in _start (wagi)",
+    );
+  }
 
   const module = new WebAssembly.Module(bytes);
   const imports = WebAssembly.Module.imports(module);

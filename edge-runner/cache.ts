@@ -45,6 +45,8 @@ export interface CacheLimits {
   maxEntries: number;
   /** Clock in epoch ms (injectable for tests). */
   now?: () => number;
+  /** Called when a read finds a file that no longer hashes to its sha256 (it is then deleted). */
+  onCorrupt?: (functionId: string, version: string) => void;
 }
 
 export class ArtifactCache {
@@ -56,6 +58,7 @@ export class ArtifactCache {
    */
   readonly #index: Lru<string, InventoryItem>;
   readonly #now: () => number;
+  readonly #onCorrupt: ((functionId: string, version: string) => void) | undefined;
   /** The last recency stamp given out; every new one is larger. */
   #clock = 0;
 
@@ -67,6 +70,7 @@ export class ArtifactCache {
       maxWeight: limits?.maxBytes ?? Number.POSITIVE_INFINITY,
     });
     this.#now = limits?.now ?? Date.now;
+    this.#onCorrupt = limits?.onCorrupt;
   }
 
   /** A recency stamp (ms) later than any given before, so stored order never has ties. */
@@ -157,6 +161,7 @@ export class ArtifactCache {
         { function_id: functionId, version, expected: expectedSha256, actual },
         "cached artifact is corrupt; deleting it",
       );
+      this.#onCorrupt?.(functionId, version);
       this.#index.delete(path);
       await unlink(path).catch((err) => {
         if (!isNotFound(err)) throw err;

@@ -69,7 +69,13 @@ export class ControlClient {
           readFileSync(options.tls.cert),
         )
       : grpc.credentials.createInsecure();
-    this.#client = new EdgeControlClient(options.address, credentials);
+    // grpc-js keeps its own reconnect backoff per channel (1 s growing to 120 s by default): after
+    // a long outage the channel would sit in TRANSIENT_FAILURE, failing our reconnects at once,
+    // for up to two minutes after the control plane is back. Bound it by our own backoff.
+    this.#client = new EdgeControlClient(options.address, credentials, {
+      "grpc.initial_reconnect_backoff_ms": options.reconnectMinDelayMs,
+      "grpc.max_reconnect_backoff_ms": options.reconnectMaxDelayMs,
+    });
   }
 
   /** True while a stream to the control plane is open and has answered. */

@@ -79,6 +79,11 @@ export class RunnerMetrics {
     help: "Artifacts deleted from the local cache to stay within cacheMaxBytes / cacheMaxEntries.",
     registers: [this.registry],
   });
+  readonly cacheCorrupt = new Counter({
+    name: "wasm_cache_corrupt_total",
+    help: "Cached artifacts that no longer hashed to their sha256 when read; each was deleted and fetched again.",
+    registers: [this.registry],
+  });
   readonly controlConnected = new Gauge({
     name: "edge_control_connected",
     help: "1 while the control stream is open, else 0.",
@@ -96,6 +101,7 @@ export class RunnerMetrics {
     // Label-less counters show 0 from the first scrape, not only after their first event.
     this.coldStarts.inc(0);
     this.cacheEvictions.inc(0);
+    this.cacheCorrupt.inc(0);
     this.downloadRetries.inc(0);
     this.controlConnected.set(0);
     this.cacheBytes.set(0);

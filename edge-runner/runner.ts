@@ -127,6 +127,7 @@ class EdgeRunner implements Runner {
     this.#cache = new ArtifactCache(options.cacheDir, options.logger, {
       maxBytes: options.cacheMaxBytes,
       maxEntries: options.cacheMaxEntries,
+      onCorrupt: () => this.metrics.cacheCorrupt.inc(),
     });
     this.#snapshot = new Snapshot(options.cacheDir, options.logger);
     this.metrics.observe({
@@ -388,9 +389,31 @@ class EdgeRunner implements Runner {
       loaded.set(o.key, o.fn);
       functions.set(o.fn.fn.spec.function_id, o.fn);
     }
+    // A new version that failed to load (its artifact store down, a bad download) must not take
+    // its function off the air: the version served until now keeps its routes, and the ack
+    // still reports the failure. Matched by project and name; only if nothing of that name loaded.
+    const stand = new Map<string, string>();
+    for (const o of outcomes) {
+      if (o.fn !== undefined) continue;
+      const spec = desired.functions.find((f) => f.function_id === o.result.function_id);
+      if (!spec) continue;
+      const named = (f: FunctionSpec) => f.project === spec.project && f.name === spec.name;
+      if ([...functions.values()].some((f) => named(f.fn.spec))) continue;
+      const prior = [...this.#loaded.entries()].find(([, f]) => named(f.fn.spec));
+      if (!prior) continue;
+      loaded.set(prior[0], prior[1]);
+      functions.set(prior[1].fn.spec.function_id, prior[1]);
+      stand.set(spec.function_id, prior[1].fn.spec.function_id);
+      this.#logger.warn(
+        { function: spec.name, failed_version: spec.version, serving_version: prior[1].fn.spec.version },
+        "new version not loaded; the previous version keeps serving",
+      );
+    }
     // A route to a function that failed to load is left out; the rest of the state still serves.
     const routes: RouteSpec[] = [];
-    for (const route of desired.routes) {
+    for (const desiredRoute of desired.routes) {
+      const standIn = stand.get(desiredRoute.function_id);
+      const route = standIn ? { ...desiredRoute, function_id: standIn } : desiredRoute;
       if (functions.has(route.function_id)) routes.push(route);
       else if (!desired.functions.some((f) => f.function_id === route.function_id)) {
         this.#logger.warn({ route }, "route names a function that is not in the desired state; skipped");
@@ -400,7 +423,10 @@ class EdgeRunner implements Runner {
     const previous = this.#loaded;
     this.#serving = { routes: compileRoutes(routes), functions };
     this.#loaded = loaded;
-    this.#pinned = new Set(desired.functions.map((f) => `${f.function_id}@${f.version}`));
+    this.#pinned = new Set([
+      ...desired.functions.map((f) => `${f.function_id}@${f.version}`),
+      ...[...loaded.values()].map((f) => `${f.fn.spec.function_id}@${f.fn.spec.version}`),
+    ]);
     for (const [key, served] of previous) {
       if (loaded.has(key)) continue;
       served.fn.close();

@@ -100,6 +100,13 @@ export function createEdgeServer(options: EdgeServerOptions): EdgeServer {
     maxHeaderSize: options.maxHeaderBytes,
     headersTimeout: options.headersTimeoutMs,
     requestTimeout: options.requestTimeoutMs,
+    // Node enforces both timeouts only when it sweeps its connections, every 30 s by default:
+    // a slow-loris client would hold its socket for up to 30 s past headersTimeout. Sweep often
+    // enough that a timeout is enforced within a quarter of itself (at most every 2 s).
+    connectionsCheckingInterval: Math.min(
+      2000,
+      Math.max(50, Math.floor(Math.min(options.headersTimeoutMs, options.requestTimeoutMs) / 4)),
+    ),
     // Checked in `handle`, so the answer is the runner's JSON error like every other refusal.
     requireHostHeader: false,
   };

@@ -282,6 +282,10 @@ export class ControlServer {
 
   async onHeartbeat(s: Session, hb: Heartbeat): Promise<void> {
     s.lastHeartbeatMs = this.now();
+    // The generation acked when this heartbeat arrived: its inventory is from before any later
+    // ack. Read after the awaits below, an ack processed meanwhile would make a heartbeat sent
+    // mid-convergence look like drift (a spurious resync and audit row).
+    const ackedOnArrival = s.ackedGeneration;
     const wasOffline = s.offline;
     s.offline = false;
     await recordHeartbeat(this.deps.db, s.nodeId, hb.inventory, hb.in_flight, hb.counters ?? []).catch(
@@ -298,7 +302,7 @@ export class ControlServer {
     if (
       missing.length === 0 ||
       s.driftGeneration === desired.generation ||
-      s.ackedGeneration < Number(desired.generation)
+      ackedOnArrival < Number(desired.generation)
     ) {
       return; // in step, already corrected for this generation, or still converging on it
     }

@@ -18,9 +18,18 @@ export interface Db extends Queryable {
   /** Runs a script of several statements without parameters (migrations). */
   exec(sql: string): Promise<void>;
   /** Calls onPayload for every NOTIFY on channel (from any connection); returns the unsubscribe. */
-  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  listen(
+    channel: string,
+    onPayload: (payload: string) => void,
+    /** Called when a dropped listening connection is back (notifications in between are lost). */
+    onReconnect?: () => void,
+  ): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
+
+/** Backoff of a LISTEN connection being re-opened (PostgresDb.listen). */
+const LISTEN_RETRY_MIN_MS = 100;
+const LISTEN_RETRY_MAX_MS = 5_000;
 
 // pg returns bigint and numeric as strings by default; counts and generations fit in a double.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -39,6 +48,10 @@ export class PostgresDb implements Db {
       max: 10,
       ...(schema ? { options: `-c search_path=${schema}` } : {}),
     });
+    // An idle pooled connection that PostgreSQL drops (a restart, a failover, an idle timeout)
+    // makes the pool emit 'error'; unhandled, that would kill the process. The pool has already
+    // discarded the client, and the next query opens a fresh connection.
+    this.pool.on("error", () => {});
   }
 
   async query<T>(sql: string, params: unknown[] = []): Promise<T[]> {
@@ -47,6 +60,10 @@ export class PostgresDb implements Db {
 
   async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
+    // A checked-out client has no pool listener: a connection dropped between two statements
+    // must fail this transaction (its next query rejects), not crash the process.
+    const onError = () => {};
+    client.on("error", onError);
     try {
       await client.query("BEGIN");
       const tx: Queryable = {
@@ -60,6 +77,7 @@ export class PostgresDb implements Db {
       await client.query("ROLLBACK").catch(() => {});
       throw err;
     } finally {
+      client.removeListener("error", onError);
       client.release();
     }
   }
@@ -68,15 +86,80 @@ export class PostgresDb implements Db {
     await this.pool.query(sql);
   }
 
-  async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
-    // LISTEN needs a connection of its own that stays open (pool connections are shared).
-    const client = new pg.Client({ connectionString: this.connectionString });
-    client.on("notification", (n) => n.channel === channel && onPayload(n.payload ?? ""));
-    client.on("error", () => {}); // a dropped listener is covered by the caller's fallback poll
-    await client.connect();
-    await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+  /**
+   * LISTEN needs a connection of its own that stays open (pool connections are shared). When
+   * that connection drops (PostgreSQL restarted, a network cut), it is opened again and LISTEN
+   * re-issued, with a backoff from 100 ms doubling to 5 s, until unsubscribed; onReconnect then
+   * runs, since notifications sent while no connection listened are lost (callers re-read state).
+   * The first connection must succeed: a misconfigured database fails the caller at once.
+   */
+  async listen(
+    channel: string,
+    onPayload: (payload: string) => void,
+    onReconnect?: () => void,
+  ): Promise<() => Promise<void>> {
+    let client: pg.Client | null = null;
+    let closed = false;
+    let retry: NodeJS.Timeout | null = null;
+    let delay = LISTEN_RETRY_MIN_MS;
+    const open = async (): Promise<void> => {
+      const c = new pg.Client({ connectionString: this.connectionString });
+      c.on("notification", (n) => n.channel === channel && onPayload(n.payload ?? ""));
+      let lost = false;
+      const drop = () => {
+        if (lost) return;
+        lost = true;
+        if (client === c) client = null;
+        void c.end().catch(() => {});
+        schedule();
+      };
+      c.on("error", drop);
+      c.on("end", drop);
+      try {
+        await c.connect();
+        await c.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      } catch (err) {
+        c.removeListener("end", drop);
+        lost = true;
+        await c.end().catch(() => {});
+        throw err;
+      }
+      if (closed) {
+        await c.end().catch(() => {});
+        return;
+      }
+      client = c;
+    };
+    const schedule = () => {
+      if (closed || retry) return;
+      retry = setTimeout(() => {
+        retry = null;
+        open().then(
+          () => {
+            delay = LISTEN_RETRY_MIN_MS;
+            if (!closed) onReconnect?.();
+          },
+          () => {
+            delay = Math.min(delay * 2, LISTEN_RETRY_MAX_MS);
+            schedule();
+          },
+        );
+      }, delay);
+      retry.unref();
+    };
+    try {
+      await open();
+    } catch (err) {
+      closed = true; // no retry behind the caller's back once it has been told of the failure
+      if (retry) clearTimeout(retry);
+      throw err;
+    }
     return async () => {
-      await client.end().catch(() => {});
+      closed = true;
+      if (retry) clearTimeout(retry);
+      const c = client;
+      client = null;
+      await c?.end().catch(() => {});
     };
   }
 

@@ -14,7 +14,7 @@ import {
   defaultEntry,
   hashSourceTree,
 } from "../builder/index.ts";
-import { mapLimit } from "../lib/concurrency.ts";
+import { freshSingleFlight, mapLimit } from "../lib/concurrency.ts";
 import { EdgeError, type ErrorDetail } from "../lib/errors.ts";
 import { canonicalJson, sha256Hex } from "../lib/hash.ts";
 import type { Logger } from "../lib/log.ts";
@@ -26,12 +26,14 @@ import { compileRollout } from "./progressive.ts";
 import {
   type ClaimedReconciliation,
   claimNewest,
-  countQueued,
+  countPending,
+  enqueuePush,
   enqueueReconciliation,
   getReconciliation,
   markFailed,
   type ReconciliationRow,
   setCommit,
+  supersedeStale,
 } from "./reconciliations.ts";
 import type { ProjectSource } from "./source.ts";
 import { applyPlan, type BuiltArtifact, type DesiredFunctionDetail, loadStoredState } from "./state.ts";
@@ -83,7 +85,10 @@ export interface ReconcilerDeps {
   hooks?: ReconcilerHooks;
   /** Builder options (toolchains, sandbox, limits, cache directory). */
   builder?: BuilderOptions;
-  /** How long a project lease lasts without renewal. Default 60 s. */
+  /**
+   * How long a project lease lasts without renewal. Default 60 s. A replica that dies leaves its
+   * reconcile running; it is queued again once this has passed (see claimNewest).
+   */
   leaseTtlMs?: number;
   /** How often a replica retries a lease another replica holds. Default 250 ms. */
   leaseRetryMs?: number;
@@ -106,6 +111,7 @@ export class Reconciler {
   private readonly leaseTtlMs: number;
   private readonly leaseRetryMs: number;
   private stopped = false;
+  private sweep: NodeJS.Timeout | null = null;
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.leaseTtlMs = deps.leaseTtlMs ?? 60_000;
@@ -123,6 +129,44 @@ export class Reconciler {
 
   projectList(): ManagedProject[] {
     return [...this.projects.values()];
+  }
+
+  /**
+   * Queues the reconcile of a pushed commit once per commit (enqueuePush): a push of a commit
+   * that already has a reconciliation joins it. Returns the id and whether it joined.
+   */
+  async enqueuePush(
+    projectName: string,
+    req: ReconcileRequest & { commit: string },
+  ): Promise<{ id: string; joined: boolean }> {
+    const project = this.projects.get(projectName);
+    if (!project) throw new Error(`unknown project ${projectName}`);
+    const r = await enqueuePush(
+      this.deps.db,
+      {
+        id: randomUUID(),
+        projectId: project.id,
+        commitSha: req.commit,
+        trigger: req.trigger,
+        actor: req.actor,
+      },
+      this.branchHead(project),
+    );
+    if (r.superseded.length) this.deps.hooks?.superseded?.(r.superseded);
+    this.wake();
+    this.kick(project);
+    return { id: r.id, joined: r.joined };
+  }
+
+  private readonly heads = new Map<string, () => Promise<string>>();
+  /** Where the project's branch is now, one remote round trip shared by concurrent askers. */
+  private branchHead(project: ManagedProject): () => Promise<string> {
+    let head = this.heads.get(project.name);
+    if (!head) {
+      head = freshSingleFlight(() => project.source.head());
+      this.heads.set(project.name, head);
+    }
+    return head;
   }
 
   /** Queues a reconcile and returns its id at once; it runs in the background. */
@@ -169,9 +213,24 @@ export class Reconciler {
     while ([...this.loops.values()].some((l) => l.running)) await sleep(20);
   }
 
+  /**
+   * Picks up work no request on this replica announced: reconciles queued before a restart, and
+   * those a dead replica left running (retried once its lease has expired). At once, then every
+   * half lease, since another replica's lease expires while this one is up.
+   */
+  start(): void {
+    const all = () => {
+      for (const p of this.projects.values()) this.kick(p);
+    };
+    all();
+    this.sweep = setInterval(all, Math.max(1000, this.leaseTtlMs / 2));
+    this.sweep.unref();
+  }
+
   /** Stops claiming new work; running reconciles finish. */
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.sweep) clearInterval(this.sweep);
     await this.idle();
   }
 
@@ -201,7 +260,7 @@ export class Reconciler {
     const { db } = this.deps;
     while (!this.stopped) {
       loop.again = false;
-      if ((await countQueued(db, project.id)) === 0) {
+      if ((await countPending(db, project.id)) === 0) {
         if (loop.again) continue;
         return;
       }
@@ -242,6 +301,26 @@ export class Reconciler {
         timings[name] = Math.round((now - mark) * 10) / 10;
         mark = now;
       };
+      // A push delivered after a newer one (webhooks come in any order) is not applied: the
+      // branch has moved past it, and applying it would roll the state back.
+      if (req.trigger === "push" && req.commit_sha !== null && project.source.movedPast) {
+        const head = await project.source.movedPast(req.commit_sha);
+        if (head !== null) {
+          const requeued = await supersedeStale(db, {
+            id: req.id,
+            projectId: project.id,
+            head,
+            trigger: req.trigger,
+            actor: req.actor,
+          });
+          log.info(
+            { commit: req.commit_sha, head, requeued },
+            "push superseded: the branch has moved past it",
+          );
+          hooks?.superseded?.([req.id]);
+          return;
+        }
+      }
       const checkout = await project.source.checkout(req.commit_sha);
       phase("checkout");
       commit = checkout.commit;
@@ -347,7 +426,14 @@ export class Reconciler {
         desired,
         builds,
         projectSpec,
+        locations: new Map(
+          manifests.functions.map((f) => [
+            f.manifest.metadata.name,
+            `${f.location.file}:${f.location.line}:${f.location.col}`,
+          ]),
+        ),
         result: {
+          ...(req.interrupted ? { interrupted: req.interrupted } : {}),
           builds: buildLog,
           manifests: manifests.files,
           timings,
@@ -382,7 +468,7 @@ export class Reconciler {
           ? { code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) }
           : { code: "EDGE_ERR_INTERNAL", message: (err as Error).message };
       log.warn({ err, code: e.code }, "reconcile failed; nothing applied");
-      await markFailed(db, req.id, e, planned, performance.now() - started);
+      await markFailedRetrying(db, req.id, e, planned, performance.now() - started, log);
       hooks?.finished?.({
         id: req.id,
         project,
@@ -400,6 +486,32 @@ export class Reconciler {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Records a failed reconcile. When the failure was the database going away (PostgreSQL
+ * restarted mid-apply), recording it fails too: retry for ~16 s (0.25 s doubling to 8 s, six tries)
+ * so the row ends failed, and re-triggerable, instead of staying "running" until the lease
+ * expires. Nothing of the reconcile was applied either way (applyPlan is one transaction).
+ */
+async function markFailedRetrying(
+  db: Db,
+  id: string,
+  error: { code: string; message: string; details?: ErrorDetail[] },
+  planned: Plan | null,
+  durationMs: number,
+  log: Logger,
+): Promise<void> {
+  for (let delay = 250; ; delay *= 2) {
+    try {
+      await markFailed(db, id, error, planned, durationMs);
+      return;
+    } catch (err) {
+      if (delay > 8_000) throw err;
+      log.warn({ err, retry_ms: delay }, "could not record the failed reconcile; retrying");
+      await sleep(delay);
+    }
+  }
+}
 
 /**
  * Desired state of one function: its manifest settings plus the hashes that decide rebuilds.

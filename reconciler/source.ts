@@ -25,6 +25,11 @@ export interface ProjectSource {
   checkout(commit: string | null): Promise<Checkout>;
   /** The commit the branch head points at now, without checking it out (for polling). */
   head(): Promise<string>;
+  /**
+   * The branch head, when the branch has moved past `commit` (it is a strict ancestor of the
+   * head: a newer push exists); null when the head is `commit` or elsewhere.
+   */
+  movedPast?(commit: string): Promise<string | null>;
 }
 
 const SHA = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
@@ -93,6 +98,33 @@ export class GitSource implements ProjectSource {
     } catch (err) {
       throw this.fetchError(null, err);
     }
+  }
+
+  async movedPast(commit: string): Promise<string | null> {
+    // Before the first clone there is nothing to compare with; a fetch that fails here fails the
+    // checkout that follows, with its proper error.
+    if (!SHA.test(commit) || !existsSync(path.join(this.workDir, ".git"))) return null;
+    const fetched = await simpleGit(this.workDir)
+      .fetch([
+        "--no-tags",
+        "--force",
+        "origin",
+        `+refs/heads/${this.branch}:refs/remotes/origin/${this.branch}`,
+      ])
+      .then(
+        () => true,
+        () => false,
+      );
+    if (!fetched) return null;
+    const head = (
+      await gitLocal(this.workDir, ["rev-parse", `refs/remotes/origin/${this.branch}^{commit}`])
+    ).trim();
+    if (head === commit) return null;
+    const ancestor = await run("git", ["-C", this.workDir, "merge-base", "--is-ancestor", commit, head]).then(
+      () => true,
+      () => false,
+    );
+    return ancestor ? head : null;
   }
 
   private fetchError(commit: string | null, err: unknown): Error {

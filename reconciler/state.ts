@@ -2,6 +2,7 @@
 // applying a plan in exactly one transaction together with its audit rows, the outbox row
 // that bumps the runners' generation, and the reconciliation's result.
 
+import { edgeError } from "../lib/errors.ts";
 import { audit } from "./audit.ts";
 import type { Db, Queryable } from "./db.ts";
 import { bumpGeneration } from "./outbox.ts";
@@ -103,6 +104,8 @@ export interface ApplyInput {
   builds: Map<string, BuiltArtifact>;
   /** The commit's Project document (kept so notification targets outlive a bad commit). */
   projectSpec?: unknown;
+  /** Where each desired function is defined ("edge.yaml:12:1"), for errors that name it. */
+  locations?: Map<string, string>;
   result: Record<string, unknown>;
   durationMs: number;
 }
@@ -125,8 +128,13 @@ export async function applyPlan(db: Db, input: ApplyInput): Promise<number | nul
     if (current.join() !== [...input.basedOn].sort().join()) {
       throw new StaleStateError("stored state changed while this reconcile was planning");
     }
+    // Hosts are a resource shared by every project: route writes of all projects (and of the
+    // imperative API, imperative.ts) take this one lock, so the check below cannot race.
+    const routed = input.plan.changes.filter((c) => c.action !== "delete").map((c) => c.name);
+    if (routed.length > 0) await tx.query("SELECT pg_advisory_xact_lock(hashtext('edgeplane routes'))");
     const ctx: ApplyContext = { tx, input, unpinned: [], rollouts: [] };
     for (const change of input.plan.changes) await applyChange(ctx, change);
+    if (routed.length > 0) await refuseHostsOfOtherProjects(tx, input, routed);
     // Pins that stay: Git did not change these functions, so the rollback still stands (and the
     // result says so rather than silently serving something else than Git describes).
     const pinned = await tx.query<{
@@ -175,6 +183,41 @@ export async function applyPlan(db: Db, input: ApplyInput): Promise<number | nul
     );
     return generation;
   });
+}
+
+/**
+ * A project may route only hosts no other project routes: a route equal to another project's
+ * host, or a wildcard covering it (or covered by it), would take that project's traffic, since
+ * the runners merge every project's routes into one table. Checked in the apply transaction
+ * against the database, where the other projects are; throws (rolling the whole commit back).
+ */
+async function refuseHostsOfOtherProjects(tx: Queryable, input: ApplyInput, functions: string[]) {
+  const clashes = await tx.query<{ function_name: string; host: string; other_host: string; other: string }>(
+    `SELECT r.function_name, r.host, o.host AS other_host, p.name AS other
+       FROM routes r
+       JOIN routes o ON o.project_id <> r.project_id AND (
+              o.host = r.host
+           OR (r.host LIKE '*.%' AND right(o.host, length(r.host) - 1) = substr(r.host, 2))
+           OR (o.host LIKE '*.%' AND right(r.host, length(o.host) - 1) = substr(o.host, 2)))
+       JOIN projects p ON p.id = o.project_id
+      WHERE r.project_id = $1 AND r.function_name = ANY($2::text[])
+      ORDER BY r.function_name, r.host, o.host
+      LIMIT 20`,
+    [input.projectId, functions],
+  );
+  if (clashes.length === 0) return;
+  const details = clashes.map((c) => ({
+    where: input.locations?.get(c.function_name) ?? `function ${c.function_name}`,
+    message: `function "${c.function_name}" routes host "${c.host}", ${
+      c.host === c.other_host ? "which" : `which overlaps "${c.other_host}", a host`
+    } project "${c.other}" already routes; a host belongs to one project`,
+  }));
+  const first = clashes[0]!;
+  throw edgeError(
+    "EDGE_ERR_MANIFEST_INVALID",
+    `host ${first.host} of function "${first.function_name}" is already routed by project "${first.other}"`,
+    details,
+  );
 }
 
 /** Inserts one immutable function version row (production or preview). */

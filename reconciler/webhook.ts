@@ -103,12 +103,13 @@ export function createWebhookHandler(deps: WebhookDeps) {
       return done(202, `ignored: ${payload.ref} is not the production branch`);
     if (payload.deleted || !payload.after || /^0+$/.test(payload.after))
       return done(202, "ignored: branch deleted");
-    const id = await deps.reconciler.enqueue(project.name, {
+    // Once per commit: a commit already queued, running or applied is joined, not queued again.
+    const { id, joined } = await deps.reconciler.enqueuePush(project.name, {
       commit: payload.after,
       trigger: "push",
       actor: `github:${payload.sender?.login ?? "unknown"}`,
     });
-    return done(202, "queued", id);
+    return done(202, joined ? "joined" : "queued", id);
   };
 
   // Every delivery is counted once: by what came of it, or by the error that refused it.

@@ -136,7 +136,9 @@ test("e2e: push → reconcile → build → gRPC intent → runner serves; updat
   const dupId = randomUUID();
   const d1 = await push(sha1, { delivery: dupId });
   const d2 = await push(sha1, { delivery: dupId });
-  t.is(d1.body.result, "queued");
+  // sha1 is already applied: a new delivery id of it joins that reconciliation (once per commit).
+  t.is(d1.body.result, "joined");
+  t.is(d1.body.reconciliation, r1.id);
   t.deepEqual([d2.status, d2.body.result], [200, "duplicate"]);
   t.is((await cp.reconciler.wait(d1.body.reconciliation!)).status, "succeeded");
 
@@ -208,9 +210,10 @@ test("e2e: push → reconcile → build → gRPC intent → runner serves; updat
   const metrics = await (await fetch(`${cp.url}/metrics`)).text();
   const value = (series: string) =>
     Number(new RegExp(`^${series.replace(/[{}"]/g, "\\$&")} (\\S+)$`, "m").exec(metrics)?.[1]);
-  t.is(value('edgeplane_reconcile_total{result="succeeded"}'), 4);
+  t.is(value('edgeplane_reconcile_total{result="succeeded"}'), 3);
   t.is(value('edgeplane_reconcile_total{result="failed"}'), 1);
-  t.is(value('edgeplane_webhook_deliveries_total{event="push",result="queued"}'), 5);
+  t.is(value('edgeplane_webhook_deliveries_total{event="push",result="queued"}'), 4);
+  t.is(value('edgeplane_webhook_deliveries_total{event="push",result="joined"}'), 1);
   t.is(value('edgeplane_webhook_deliveries_total{event="push",result="duplicate"}'), 1);
   t.is(value('edgeplane_webhook_deliveries_total{event="push",result="EDGE_ERR_WEBHOOK_SIGNATURE"}'), 1);
   t.is(value('edgeplane_nodes{status="online"}'), 1);
