@@ -22,9 +22,9 @@ const CONCURRENCY = 8;
  * How much the runner's RSS may grow between the end of the warm-up and the end of the run.
  * A leak of what a switch allocates (a compiled module, its instance's 1 MiB linear memory in
  * each executor thread) costs ≥ 1 MiB per version: ≥ 150 MiB over the ~190 switches of a 300 s
- * run (the default 20 s run, ~10 switches, only catches a gross leak). Without one, RSS still grows while V8 sizes the heaps
- * of the main thread and the executor threads: measured here +17 MiB in 20 s runs and +20 to
- * +27 MiB in 300 s runs (most of it early, i.e. levelling off). 48 MiB lies between the two.
+ * run (the default 20 s run, ~10 switches, only catches a gross leak). Measured here without
+ * such a leak: +17 MiB in 20 s runs, +20 to +36 MiB in 300 s runs (~0.1–0.2 MiB per switch, still
+ * rising at the end of a run: see docs/RELIABILITY.md). 48 MiB lies between the two.
  */
 const RSS_SLACK_MIB = Number(process.env.EDGE_RELIABILITY_LOAD_RSS_SLACK_MIB ?? 48);
 const MIB = 1024 * 1024;
