@@ -123,6 +123,13 @@ const epochNow = (): number => performance.timeOrigin + performance.now();
 type JobMessage = RunMessage | Extract<ToExecutor, { t: "warm" }>;
 
 interface Job {
+  /**
+   * Given each time the job is sent to a thread (#send), so the seqs a thread receives always
+   * grow in the order they are posted. A thread told to skip every seq up to L (#steal) must
+   * never receive a job numbered at or below L that it is meant to run: a job numbered when it
+   * was submitted, then kept waiting in its queue while later ones were sent and taken back,
+   * would have been skipped and never answered.
+   */
   seq: number;
   version: PooledVersion;
   msg: JobMessage;
@@ -314,10 +321,8 @@ export class ExecutorPool {
   submit(version: PooledVersion, msg: JobMessage, timeoutMs: number): Promise<RunResult> {
     if (this.#closed) return Promise.reject(edgeError("EDGE_ERR_INTERNAL", "the runner is stopping"));
     return new Promise<RunResult>((resolve, reject) => {
-      const seq = ++this.#seq;
-      if (Array.isArray(msg)) msg[0] = seq;
-      else msg.seq = seq;
-      const job: Job = { seq, version, msg, timeoutMs, slow: false, headSince: 0, resolve, reject };
+      // Numbered when sent (#send), not here: see Job.seq.
+      const job: Job = { seq: 0, version, msg, timeoutMs, slow: false, headSince: 0, resolve, reject };
       // The fast path: nothing of this version waiting, and a thread to take it now.
       if (version.queue.length === 0) {
         const ex = this.#place(version);
@@ -453,6 +458,9 @@ export class ExecutorPool {
 
   #send(ex: Executor, job: Job): void {
     const version = job.version;
+    job.seq = ++this.#seq;
+    if (Array.isArray(job.msg)) job.msg[0] = job.seq;
+    else job.msg.seq = job.seq;
     if (!ex.loaded.has(version)) {
       ex.port.postMessage(version.load);
       ex.loaded.add(version);
@@ -526,10 +534,7 @@ export class ExecutorPool {
       const job = stolen[i]!;
       if (job.slow) ex.slowJobs--;
       job.version.inFlight--;
-      // A new seq: this thread skips every seq up to `last`, and the job may come back to it.
-      job.seq = ++this.#seq;
-      if (Array.isArray(job.msg)) job.msg[0] = job.seq;
-      else job.msg.seq = job.seq;
+      // Renumbered when sent again (#send): this thread skips every seq up to `last`.
       job.version.queue.unshift(job);
       this.#waiting.add(job.version);
     }

@@ -101,3 +101,39 @@ test("pool: a hostile version (one that timed out) does not take the last free t
   t.is(count.stats().instancesCreated, 1, "and kept its one instance");
   t.is(pool.threads().replaced, 2);
 });
+
+test("pool: a request that waited in its queue is run, not skipped, on a thread whose pipelined requests were taken back", async (t) => {
+  // The race behind a rare 500 under load (docs/RELIABILITY.md): a request submitted before
+  // others but sent after them, to a thread that had been told to skip everything up to the
+  // newest request taken back from it. One thread, no spare, so everything meets on it.
+  const pool = new ExecutorPool({
+    workers: 1,
+    spareWorkers: 0,
+    maxHotInstances: 8,
+    maxHotMemoryBytes: 1 << 30,
+    queueDepth: 64,
+    logger,
+  });
+  t.teardown(() => pool.close());
+  const engine = createEngine({ pool, responseMaxBytes: 1 << 16, logger });
+  // Known to be slow (one measured run): it waits in its queue while the thread has work.
+  const known = await engine.load(spec("known-slow"), await slowModule());
+  t.is(text((await known.invoke(request)).body), "slow done");
+  t.true(known.stats().averageRunMicros >= 1000);
+  // Not measured yet: requests are pipelined behind it, then taken back when it runs long.
+  const fresh = await engine.load(spec("fresh-slow"), await slowModule());
+  const count = await engine.load(spec("count"), await counterModule("c"));
+  const head = fresh.invoke(request); // sent to the thread
+  const waiting = known.invoke(request); // waits: the thread is busy and this version is slow
+  const pipelined = [1, 2, 3].map(() => count.invoke(request)); // behind the head, then taken back
+  const all = Promise.all([head, waiting, ...pipelined]);
+  const outcome = await Promise.race([
+    all.then(
+      (rs) => rs.map((r) => text(r.body)),
+      (err: Error) => `failed: ${err.message}`,
+    ),
+    new Promise<string>((resolve) => setTimeout(() => resolve("no answer within 10 s"), 10_000).unref()),
+  ]);
+  t.deepEqual(outcome, ["slow done", "slow done", "c 1", "c 2", "c 3"]);
+  t.is(pool.threads().replaced, 0, "no thread was replaced for answering out of order");
+});
