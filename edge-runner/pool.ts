@@ -24,6 +24,7 @@
 // - Hot instances are bounded by count and by total linear memory, evicting the least recently
 //   used idle instance first (seed Property 15).
 
+import { setFlagsFromString } from "node:v8";
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
 import { type EdgeError, edgeError } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
@@ -268,6 +269,11 @@ export class ExecutorPool {
     this.#options = options;
     this.#logger = options.logger;
     this.#hot = new Lru({ maxCount: options.maxHotInstances, maxWeight: options.maxHotMemoryBytes });
+    // Threads started from here on get a global `gc`: an executor collects soon after a version
+    // is unloaded or an instance evicted, instead of whenever V8 gets round to it (executor.ts).
+    // V8 flags are process-wide and read when a context is created; Worker's execArgv cannot
+    // carry V8 flags.
+    setFlagsFromString("--expose-gc");
     for (let i = 0; i < options.workers + options.spareWorkers; i++) this.#spawn();
   }
 

@@ -257,11 +257,16 @@ test("load: a runner under sustained keep-alive load switches versions atomicall
   t.log(
     `runner RSS: start ${mib(rssAtStart)} MiB, after warm-up ${mib(rssAfterWarmup)} MiB, end ${mib(rssAtEnd)} MiB, max ${mib(rssMax)} MiB (slack ${RSS_SLACK_MIB} MiB)`,
   );
-  // The trend: RSS at each fifth of the run (a leak grows steadily; V8 sizing its heaps levels off).
-  const fifths = [1, 2, 3, 4, 5].map(
-    (k) => samples[Math.min(samples.length - 1, Math.floor((k * samples.length) / 5) - 1)],
+  // The trend: RSS at each fifth of the run, tenth for runs of 10 minutes or more (a leak grows
+  // steadily; V8 sizing its heaps levels off).
+  const parts = SECONDS >= 600 ? 10 : 5;
+  const trend = Array.from(
+    { length: parts },
+    (_, k) => samples[Math.min(samples.length - 1, Math.floor(((k + 1) * samples.length) / parts) - 1)],
   );
-  t.log(`runner RSS by fifths of the run: ${fifths.map((x) => (x ? mib(x.rss) : "?")).join(" → ")} MiB`);
+  t.log(
+    `runner RSS by ${parts === 10 ? "tenths" : "fifths"} of the run: ${trend.map((x) => (x ? mib(x.rss) : "?")).join(" → ")} MiB`,
+  );
   if (process.env.EDGE_RELIABILITY_LOAD_VERBOSE)
     t.log(
       switches
