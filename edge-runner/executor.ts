@@ -130,6 +130,8 @@ export interface ExecutorDeps {
   /** Caps of what one job may log. */
   logMaxLines: number;
   logMaxBytes: number;
+  /** Collect garbage soon after a version is unloaded or an instance dropped. */
+  collectFreed: boolean;
 }
 
 /** The body of an executor thread. Refers to nothing outside itself (see the header). */
@@ -170,7 +172,7 @@ export function executorMain(deps: ExecutorDeps): void {
   // before levelling off (docs/RELIABILITY.md, "Memory"). So the thread collects soon after
   // something was freed: at most once a second, between requests. `gc` exists because the pool
   // turns on --expose-gc before it starts threads; without it this does nothing.
-  const collect = (globalThis as { gc?: () => void }).gc;
+  const collect = deps.collectFreed ? (globalThis as { gc?: () => void }).gc : undefined;
   const COLLECT_EVERY_MS = 1000;
   let collectedAt = 0;
   let collecting: ReturnType<typeof setTimeout> | null = null;
@@ -506,6 +508,7 @@ const { workerData } = require("node:worker_threads");
   clock: workerData.clock,
   logMaxLines: workerData.logMaxLines,
   logMaxBytes: workerData.logMaxBytes,
+  collectFreed: workerData.collectFreed,
 });
 `;
 }

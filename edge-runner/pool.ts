@@ -62,6 +62,11 @@ export interface PoolOptions {
   /** Requests per version that may wait for a thread; beyond it → EDGE_ERR_RUNTIME_QUEUE_FULL. */
   queueDepth: number;
   logger: Logger;
+  /**
+   * Threads collect garbage soon after a version is unloaded or an instance evicted (default
+   * true; executor.ts). false only for the baseline of bench/runner-deploy-memory.ts.
+   */
+  collectFreed?: boolean;
   events?: Partial<PoolEvents>;
   /** Seam for tests: how a thread is started from the executor source. */
   startThread?: (source: string, options: { workerData: unknown; transferList: MessagePort[] }) => Worker;
@@ -701,7 +706,13 @@ export class ExecutorPool {
   #spawn(): void {
     const clock = new SharedArrayBuffer(CLOCK_BYTES);
     const { port1, port2 } = new MessageChannel();
-    const workerData = { clock, port: port2, logMaxLines: LOG_MAX_LINES, logMaxBytes: LOG_MAX_BYTES };
+    const workerData = {
+      clock,
+      port: port2,
+      logMaxLines: LOG_MAX_LINES,
+      logMaxBytes: LOG_MAX_BYTES,
+      collectFreed: this.#options.collectFreed ?? true,
+    };
     const worker =
       this.#options.startThread?.(this.#source, { workerData, transferList: [port2] }) ??
       new Worker(this.#source, {
