@@ -2,7 +2,7 @@
 // taken back and still answered exactly once, slow versions keep off the last free thread, and
 // idle threads do not keep the process alive.
 
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import { ExecutorPool } from "../../edge-runner/pool.ts";
 import { createEngine } from "../../edge-runner/runtime.ts";
 import { createLogger } from "../../lib/log.ts";
@@ -32,6 +32,20 @@ function spec(id: string, extra: Partial<FunctionSpec> = {}): FunctionSpec {
   };
 }
 
+/** A pool of `workers` threads and `spares` spares, closed when the test ends. */
+function newPool(t: ExecutionContext, workers: number, spares: number): ExecutorPool {
+  const pool = new ExecutorPool({
+    workers,
+    spareWorkers: spares,
+    maxHotInstances: 8,
+    maxHotMemoryBytes: 1 << 30,
+    queueDepth: 64,
+    logger,
+  });
+  t.teardown(() => pool.close());
+  return pool;
+}
+
 /** Counts down from 2^27 before answering: tens of milliseconds of work. */
 const slowModule = () =>
   edgeWat(
@@ -42,15 +56,7 @@ const slowModule = () =>
 
 test("pool: requests queued behind a slow one are taken back and answered exactly once, in order", async (t) => {
   // One thread and no spare: what is taken back can only go to the same thread again.
-  const pool = new ExecutorPool({
-    workers: 1,
-    spareWorkers: 0,
-    maxHotInstances: 8,
-    maxHotMemoryBytes: 1 << 30,
-    queueDepth: 64,
-    logger,
-  });
-  t.teardown(() => pool.close());
+  const pool = newPool(t, 1, 0);
   const engine = createEngine({ pool, responseMaxBytes: 1 << 16, logger });
   const slow = await engine.load(spec("slow"), await slowModule());
   const count = await engine.load(spec("count"), await counterModule("c"));
@@ -71,15 +77,7 @@ test("pool: requests queued behind a slow one are taken back and answered exactl
 });
 
 test("pool: a hostile version (one that timed out) does not take the last free thread; a spare is lent instead", async (t) => {
-  const pool = new ExecutorPool({
-    workers: 1,
-    spareWorkers: 1,
-    maxHotInstances: 8,
-    maxHotMemoryBytes: 1 << 30,
-    queueDepth: 64,
-    logger,
-  });
-  t.teardown(() => pool.close());
+  const pool = newPool(t, 1, 1);
   await pool.ready();
   const engine = createEngine({ pool, responseMaxBytes: 1 << 16, logger });
   const spin = await engine.load(spec("spin", { max_execution_ms: 300 }), await hostile.infiniteLoop());
@@ -106,15 +104,7 @@ test("pool: a request that waited in its queue is run, not skipped, on a thread 
   // The race behind a rare 500 under load (docs/RELIABILITY.md): a request submitted before
   // others but sent after them, to a thread that had been told to skip everything up to the
   // newest request taken back from it. One thread, no spare, so everything meets on it.
-  const pool = new ExecutorPool({
-    workers: 1,
-    spareWorkers: 0,
-    maxHotInstances: 8,
-    maxHotMemoryBytes: 1 << 30,
-    queueDepth: 64,
-    logger,
-  });
-  t.teardown(() => pool.close());
+  const pool = newPool(t, 1, 0);
   const engine = createEngine({ pool, responseMaxBytes: 1 << 16, logger });
   // Known to be slow (one measured run): it waits in its queue while the thread has work.
   const known = await engine.load(spec("known-slow"), await slowModule());
