@@ -11,15 +11,14 @@
 //   node --import tsx bench/runner-deploy-memory.ts [--switches 2000] [--requests 100] [--pace 0] [--rounds 2]
 
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir, totalmem } from "node:os";
-import path from "node:path";
+import { readFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
 import { parseArgs, promisify } from "node:util";
-import { buildFunction } from "../builder/index.ts";
 import { ExecutorPool } from "../edge-runner/pool.ts";
 import { createEngine } from "../edge-runner/runtime.ts";
 import { createLogger } from "../lib/log.ts";
 import type { FunctionSpec } from "../proto/index.ts";
+import { writeHelloWasm } from "./harness/hello-wasm.ts";
 
 const { values } = parseArgs({
   options: {
@@ -120,16 +119,7 @@ if (values.child !== undefined) {
   process.exit(0);
 }
 
-const dir = mkdtempSync(path.join(tmpdir(), "edgeplane-bench-deploy-memory-"));
-const wasmPath = path.join(dir, "hello.wasm");
-const built = await buildFunction({
-  repoDir: "example-repo",
-  sourceDir: "hello",
-  language: "assemblyscript",
-  abi: "edge-v1",
-  memoryPages: 16,
-});
-writeFileSync(wasmPath, built.bytes);
+const { wasmPath } = await writeHelloWasm("edgeplane-bench-deploy-memory-");
 
 const run = promisify(execFile);
 const variants = [

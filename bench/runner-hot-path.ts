@@ -11,12 +11,11 @@
 //   node --import tsx bench/runner-hot-path.ts [--duration 10] [--connections 50] [--rounds 3] [--probe 5000]
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
 import { Agent, request } from "node:http";
-import { cpus, tmpdir, totalmem } from "node:os";
+import { cpus, totalmem } from "node:os";
 import path from "node:path";
 import { parseArgs, promisify } from "node:util";
-import { buildFunction } from "../builder/index.ts";
+import { writeHelloWasm } from "./harness/hello-wasm.ts";
 
 const { values } = parseArgs({
   options: {
@@ -27,16 +26,7 @@ const { values } = parseArgs({
   },
 });
 
-const dir = mkdtempSync(path.join(tmpdir(), "edgeplane-bench-"));
-const wasm = path.join(dir, "hello.wasm");
-const built = await buildFunction({
-  repoDir: "example-repo",
-  sourceDir: "hello",
-  language: "assemblyscript",
-  abi: "edge-v1",
-  memoryPages: 16,
-});
-writeFileSync(wasm, built.bytes);
+const { wasmPath: wasm } = await writeHelloWasm("edgeplane-bench-");
 
 interface Result {
   rps: number;

@@ -8,12 +8,12 @@
 //   node --import tsx bench/runner-isolation.ts [--duration 10] [--rate 2000] [--connections 10] [--hostile 2] [--rounds 3]
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir, totalmem } from "node:os";
+import { writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
 import path from "node:path";
 import { parseArgs, promisify } from "node:util";
 import wabtInit from "wabt";
-import { buildFunction } from "../builder/index.ts";
+import { writeHelloWasm } from "./harness/hello-wasm.ts";
 
 const { values } = parseArgs({
   options: {
@@ -25,20 +25,7 @@ const { values } = parseArgs({
   },
 });
 
-const dir = mkdtempSync(path.join(tmpdir(), "edgeplane-bench-isolation-"));
-const hello = path.join(dir, "hello.wasm");
-writeFileSync(
-  hello,
-  (
-    await buildFunction({
-      repoDir: "example-repo",
-      sourceDir: "hello",
-      language: "assemblyscript",
-      abi: "edge-v1",
-      memoryPages: 16,
-    })
-  ).bytes,
-);
+const { dir, wasmPath: hello } = await writeHelloWasm("edgeplane-bench-isolation-");
 const spin = path.join(dir, "spin.wasm");
 const wabt = await wabtInit();
 writeFileSync(
